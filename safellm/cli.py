@@ -1,0 +1,208 @@
+"""The `safellm` command. Heavy libraries are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from safellm import __version__
+from safellm.config import Settings, apply_offline_switches
+from safellm.errors import SafeLLMError, UserInputError
+
+app = typer.Typer(
+    help="SafeLLM: clinical risk models with explanations checked against the facts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Build data: synthetic hospitals, cohorts and features.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@contextmanager
+def _progress(total: int, what: str) -> Iterator[Callable[..., None]]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(what, total=total, step="")
+
+        def advance(step: str, n: int = 1) -> None:
+            bar.update(task, advance=n, step=step)
+
+        yield advance
+
+
+def _fail(exc: SafeLLMError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    apply_offline_switches()
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+    )
+    if version:
+        out.print(f"safellm {__version__}")
+        raise typer.Exit()
+
+
+def synthesize_hospital(settings: Settings, patients: int, out_dir: Path | None, seed: int) -> Path:
+    """Write a synthetic hospital (with a progress bar) and return its folder."""
+    from safellm.data.synthetic import synthesize
+
+    if out_dir is None:
+        target = settings.synthetic_dir / f"n{patients}-s{seed}"
+        if (target / "ADMISSIONS.csv.gz").exists():  # written atomically, so complete: reuse it
+            console.print(f"[green]using[/] {target}")
+            return target
+    else:
+        target = out_dir
+    with _progress(patients, f"Synthesising {patients:,} patients") as advance:
+        summary = synthesize(target, patients, seed, progress=lambda k: advance("", k))
+    console.print(
+        f"[green]wrote[/] {summary.out_dir}: {summary.patients:,} patients, "
+        f"{summary.admissions:,} admissions, {summary.icustays:,} ICU stays, "
+        f"{summary.rows.get('LABEVENTS', 0):,} lab rows"
+    )
+    return target
+
+
+def build_data(settings: Settings, source: Path, out_dir: Path | None) -> dict[str, Any]:
+    """Build cohorts + features (with a progress bar); return the cohort report."""
+    from safellm.data.build import build_dataset, build_steps
+
+    target = out_dir or settings.data_dir
+    with _progress(len(build_steps()), "Building cohorts and features") as advance:
+        result = build_dataset(
+            source,
+            target,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads,
+            progress=advance,
+        )
+    console.print(f"[green]wrote[/] {result.out_dir} in {result.seconds:.1f} s")
+    if result.skipped_tables:
+        console.print(
+            f"[yellow]absent optional tables:[/] {', '.join(result.skipped_tables)} "
+            f"(their features were skipped)"
+        )
+    return result.report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    table = Table(title="Cohorts")
+    for col in ("task", "rows", "positives", "subjects", "median LOS (days)"):
+        table.add_column(col, justify="right" if col != "task" else "left")
+    for task, r in report.items():
+        table.add_row(
+            task,
+            f"{r['rows']:,}",
+            f"{r['positives']:,}" if "positives" in r else "",
+            f"{r['subjects']:,}",
+            f"{r['median_days']:.2f}" if "median_days" in r else "",
+        )
+    out.print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Number of patients.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (replaced if present).")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write a MIMIC-shaped synthetic hospital (tables + NOTEEVENTS) as .csv.gz files."""
+    try:
+        synthesize_hospital(_settings(), patients, out_dir, seed)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+
+
+@data_app.command("build")
+def data_build(
+    mimic_dir: Annotated[
+        Path | None, typer.Option("--mimic-dir", help="A MIMIC-III folder (demo or full).")
+    ] = None,
+    synthetic: Annotated[
+        int | None,
+        typer.Option(
+            "--synthetic",
+            min=1,
+            help="Build from a synthetic hospital of N patients (generated if needed).",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder [default: $SAFELLM_HOME/data].")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --synthetic.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Build cohort and feature tables (Parquet) and cohort_report.json."""
+    settings = _settings()
+    try:
+        if (mimic_dir is None) == (synthetic is None):
+            raise UserInputError("give exactly one of --mimic-dir DIR or --synthetic N")
+        if synthetic is not None:
+            source = synthesize_hospital(settings, synthetic, None, seed)
+        else:
+            assert mimic_dir is not None
+            source = mimic_dir
+        report = build_data(settings, source, out_dir)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        _print_report(report)
+
+
+@app.command("demo")
+def demo() -> None:
+    """The whole path on the embedded default: a synthetic hospital, its cohorts and features."""
+    settings = _settings()
+    try:
+        source = synthesize_hospital(settings, settings.synthetic_patients, None, settings.seed)
+        report = build_data(settings, source, None)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    _print_report(report)
+    out.print_json(json.dumps(report))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

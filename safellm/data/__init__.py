@@ -1,0 +1,1 @@
+"""Data layer: MIMIC-III loading, the synthetic hospital, cohorts and features."""

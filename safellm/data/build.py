@@ -1,0 +1,145 @@
+"""`safellm data build`: a MIMIC-III folder → cohort + feature tables (Parquet) + cohort_report.json.
+
+The output folder is written whole or not at all: everything goes to a temporary sibling folder that
+replaces the output only after every step succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+from pydantic import BaseModel
+
+from safellm.data import mimic
+from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
+from safellm.data.features import build_features
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "cohort_report.json"
+MANIFEST_FILE = "manifest.json"
+
+
+class BuildResult(BaseModel):
+    out_dir: Path
+    source: Path
+    report: dict[str, dict[str, float | int]]
+    features: dict[str, list[str]]
+    skipped_tables: list[str]
+    seconds: float
+
+
+def build_steps() -> list[str]:
+    """Names of the progress steps, in order (for a progress bar's total)."""
+    return [f"stage {n}" for n in mimic.TABLES] + [f"features {t}" for t in TASKS] + ["notes"]
+
+
+def _source_fingerprint(folder: mimic.MimicFolder) -> str:
+    h = hashlib.sha256()
+    for name in sorted(folder.files):
+        st = folder.files[name].stat()
+        h.update(f"{name}:{folder.files[name].name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _export_notes(con: duckdb.DuckDBPyConnection, tmp: Path, skipped: list[str]) -> None:
+    """Notes of cohort admissions (MIMIC's iserror rows dropped), for evidence retrieval later."""
+    cols = "subject_id, hadm_id, chartdate, charttime, category, description, text"
+    where = (
+        "coalesce(iserror, '') = '' AND text IS NOT NULL"
+        if "NOTEEVENTS" not in skipped
+        else "false"
+    )
+    con.execute(
+        f"COPY (SELECT row_number() OVER (ORDER BY hadm_id, chartdate, charttime) AS note_id, "
+        f"{cols} FROM noteevents WHERE {where} ORDER BY note_id) "
+        f"TO '{mimic._sql_path(tmp / 'notes.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
+    )
+
+
+def build_dataset(
+    source: Path,
+    out_dir: Path,
+    *,
+    memory_limit: str = "2GB",
+    threads: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`."""
+    started = time.perf_counter()
+    folder = mimic.open_mimic(source)  # validates presence and headers before any write
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    step = progress or (lambda _name: None)
+    try:
+        spill = tmp / "spill"
+        con = mimic.connect(
+            tmp / "work.duckdb", memory_limit=memory_limit, threads=threads, temp_dir=spill
+        )
+        try:
+            mimic.stage(con, folder, on_table=lambda n: step(f"stage {n}"))
+            skipped = folder.absent_optional
+            report: dict[str, dict[str, float | int]] = {}
+            features: dict[str, list[str]] = {}
+            for task in TASKS:
+                cohort = build_cohort(con, task)
+                table, kept = build_features(con, task, cohort, tuple(skipped))
+                con.execute(
+                    f"COPY {table} TO '{mimic._sql_path(tmp / f'{task}.parquet')}' "
+                    f"(FORMAT parquet, COMPRESSION zstd)"
+                )
+                report[task] = cohort_report(con, task)
+                features[task] = [f.name for f in kept]
+                step(f"features {task}")
+            _export_notes(con, tmp, skipped)
+            step("notes")
+        finally:
+            con.close()
+        (tmp / "work.duckdb").unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        manifest = {
+            "source": str(Path(source).resolve()),
+            "source_fingerprint": _source_fingerprint(folder),
+            "tables": {n: p.name for n, p in sorted(folder.files.items())},
+            "skipped_tables": skipped,
+            "targets": {t: COHORTS[t].target for t in TASKS},
+            "features": features,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(
+        out_dir=out_dir,
+        source=Path(source),
+        report=report,
+        features=features,
+        skipped_tables=skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put `new` in place of `target`; the old content is removed only after the swap."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        new.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(target)

@@ -1,0 +1,271 @@
+"""Feature SQL per task, over staged MIMIC tables and a cohort table, leakage-safe by construction.
+
+Every event-level join carries `event_time < prediction_time`. Date-only columns (PRESCRIPTIONS
+startdate, MICROBIOLOGYEVENTS chartdate without charttime) count as known only at the end of their
+day. ICD codes carry no time: they are coded at discharge, so the current admission's codes are used
+only for readmission (predicted at discharge); the other tasks see earlier admissions' codes only.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from safellm.data.catalogue import (
+    ELIX_FLAGS,
+    ELIXHAUSER,
+    FEATURES,
+    ICU_UNITS,
+    LABS,
+    MED_CLASSES,
+    VITALS,
+    Feature,
+    features_for,
+)
+
+__all__ = ["FEATURES", "build_features", "features_for"]
+
+_H = 3600
+_DAY = 86400
+
+
+def _ids(values: tuple[str, ...] | tuple[int, ...]) -> str:
+    return "(" + ", ".join(repr(v) for v in values) + ")"
+
+
+def _demographics(c: str) -> str:
+    return f"""
+    SELECT u.unit_id,
+      least((epoch(a.admittime) - epoch(p.dob)) / (365.25 * {_DAY}), 90.0) AS age,
+      upper(p.gender) AS sex,
+      CASE
+        WHEN a.ethnicity IS NULL THEN 'UNKNOWN'
+        WHEN upper(a.ethnicity) LIKE 'WHITE%' THEN 'WHITE'
+        WHEN upper(a.ethnicity) LIKE 'BLACK%' THEN 'BLACK'
+        WHEN upper(a.ethnicity) LIKE 'HISPANIC%' OR upper(a.ethnicity) = 'SOUTH AMERICAN'
+          THEN 'HISPANIC'
+        WHEN upper(a.ethnicity) LIKE 'ASIAN%' THEN 'ASIAN'
+        WHEN upper(a.ethnicity) IN ('UNKNOWN/NOT SPECIFIED', 'UNABLE TO OBTAIN',
+                                    'PATIENT DECLINED TO ANSWER') THEN 'UNKNOWN'
+        ELSE 'OTHER' END AS ethnicity_group,
+      a.insurance, upper(a.admission_type) AS admission_type, a.admission_location,
+      a.discharge_location,
+      (epoch(a.dischtime) - epoch(a.admittime)) / {_DAY}.0 AS los_so_far_days
+    FROM {c} u JOIN admissions a ON a.hadm_id = u.hadm_id
+    LEFT JOIN patients p ON p.subject_id = u.subject_id
+    """
+
+
+def _utilisation(c: str) -> str:
+    return f"""
+    SELECT u.unit_id,
+      count(b.hadm_id) FILTER (WHERE b.admittime >= u.admittime - INTERVAL 6 MONTH)
+        AS prior_adm_6m,
+      count(b.hadm_id) FILTER (WHERE b.admittime >= u.admittime - INTERVAL 12 MONTH)
+        AS prior_adm_12m,
+      min((epoch(u.admittime) - epoch(b.dischtime)) / {_DAY}.0)
+        FILTER (WHERE b.dischtime <= u.admittime) AS days_since_last_discharge
+    FROM {c} u LEFT JOIN admissions b
+      ON b.subject_id = u.subject_id AND b.admittime < u.admittime AND b.hadm_id <> u.hadm_id
+    GROUP BY u.unit_id
+    """
+
+
+def _icu(c: str) -> str:
+    return f"""
+    SELECT u.unit_id,
+      count(i.icustay_id) FILTER (WHERE i.hadm_id <> u.hadm_id AND i.intime < u.admittime)
+        AS prior_icu_stays,
+      count(i.icustay_id) FILTER (WHERE i.hadm_id = u.hadm_id
+                                   AND i.intime < u.prediction_time) AS icu_stays_so_far,
+      any_value((epoch(i.intime) - epoch(u.admittime)) / {_H}.0)
+        FILTER (WHERE i.icustay_id = u.icustay_id) AS hours_before_icu,
+      any_value(i.first_careunit) FILTER (WHERE i.icustay_id = u.icustay_id)
+        AS icu_first_careunit
+    FROM {c} u LEFT JOIN icustays i
+      ON i.subject_id = u.subject_id AND i.intime < u.prediction_time
+    GROUP BY u.unit_id
+    """
+
+
+def _elix_map(con: duckdb.DuckDBPyConnection) -> None:
+    rows = [(p, g, w) for g, (_, w, prefixes) in ELIXHAUSER.items() for p in prefixes]
+    values = ", ".join(f"('{p}', '{g}', {w})" for p, g, w in rows)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE elix_prefix(prefix, grp, weight) AS VALUES {values}")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE elix_code AS
+        SELECT DISTINCT c.icd9_code, p.grp, p.weight
+        FROM (SELECT DISTINCT icd9_code FROM diagnoses_icd WHERE icd9_code IS NOT NULL) c
+        JOIN elix_prefix p ON starts_with(c.icd9_code, p.prefix)
+        """
+    )
+
+
+def _comorbidity(c: str, task: str) -> str:
+    # Which admissions' codes a unit may see: its own only when predicting at discharge.
+    own = "OR b.hadm_id = u.hadm_id" if task == "readmission" else ""
+    flags = ",\n      ".join(
+        f"coalesce(max(CAST(g.grp = '{g}' AS INTEGER)), 0) AS elix_{g}" for g in ELIX_FLAGS
+    )
+    return f"""
+    WITH seen AS (
+      SELECT DISTINCT u.unit_id, b.hadm_id
+      FROM {c} u JOIN admissions b ON b.subject_id = u.subject_id
+        AND ((b.admittime < u.admittime AND b.hadm_id <> u.hadm_id) {own})
+    ), groups AS (
+      SELECT DISTINCT s.unit_id, e.grp, e.weight
+      FROM seen s JOIN diagnoses_icd d ON d.hadm_id = s.hadm_id
+      JOIN elix_code e ON e.icd9_code = d.icd9_code
+    )
+    SELECT u.unit_id,
+      count(g.grp) AS elix_count,
+      coalesce(sum(g.weight), 0) AS elix_vw_score,
+      {flags}
+    FROM {c} u LEFT JOIN groups g ON g.unit_id = u.unit_id
+    GROUP BY u.unit_id
+    """
+
+
+def _code_counts(c: str) -> str:
+    return f"""
+    SELECT u.unit_id,
+      (SELECT count(*) FROM diagnoses_icd d WHERE d.hadm_id = u.hadm_id) AS n_diag_current,
+      (SELECT count(*) FROM procedures_icd p WHERE p.hadm_id = u.hadm_id) AS n_proc_current,
+      (SELECT count(*) FROM diagnoses_icd d JOIN admissions b ON b.hadm_id = d.hadm_id
+        WHERE b.subject_id = u.subject_id AND b.admittime < u.admittime
+          AND b.hadm_id <> u.hadm_id) AS n_diag_prior
+    FROM {c} u
+    """
+
+
+def _medications(c: str) -> str:
+    cases = []
+    high_risk = []
+    for cls, (_, patterns, alert) in MED_CLASSES.items():
+        cond = " OR ".join(f"m.drug_lc LIKE '%{p}%'" for p in patterns)
+        if cls == "anticoagulant":  # line flushes are not anticoagulation
+            cond = f"({cond}) AND m.drug_lc NOT LIKE '%flush%'"
+        cases.append(f"coalesce(max(CAST(({cond}) AS INTEGER)), 0) AS med_{cls}")
+        if alert:
+            high_risk.append(f"med_{cls}")
+    return f"""
+    WITH m AS (
+      SELECT u.unit_id, lower(p.drug) AS drug_lc
+      FROM {c} u JOIN prescriptions p ON p.hadm_id = u.hadm_id
+      WHERE p.startdate + INTERVAL 1 DAY <= u.prediction_time AND p.drug IS NOT NULL
+    ), agg AS (
+      SELECT u.unit_id, count(DISTINCT m.drug_lc) AS n_meds,
+        {", ".join(cases)}
+      FROM {c} u LEFT JOIN m ON m.unit_id = u.unit_id
+      GROUP BY u.unit_id
+    )
+    SELECT *, {" + ".join(high_risk)} AS n_high_risk_med_classes FROM agg
+    """
+
+
+def _labs(c: str) -> str:
+    parts = []
+    for stem, (itemid, _, _) in LABS.items():
+        f = f"FILTER (WHERE l.itemid = {itemid} AND l.valuenum IS NOT NULL)"
+        parts += [
+            f"arg_max(l.valuenum, l.order_key) {f} AS lab_{stem}_last",
+            f"min(l.valuenum) {f} AS lab_{stem}_min",
+            f"max(l.valuenum) {f} AS lab_{stem}_max",
+            f"count(*) FILTER (WHERE l.itemid = {itemid} AND lower(l.flag) = 'abnormal') "
+            f"AS lab_{stem}_n_abnormal",
+        ]
+    body = ",\n      ".join(parts)
+    return f"""
+    WITH l AS (
+      SELECT u.unit_id, e.itemid, e.valuenum, e.flag,
+             (e.charttime, e.valuenum) AS order_key
+      FROM {c} u JOIN labevents e ON e.subject_id = u.subject_id
+      WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
+    )
+    SELECT u.unit_id,
+      {body}
+    FROM {c} u LEFT JOIN l ON l.unit_id = u.unit_id
+    GROUP BY u.unit_id
+    """
+
+
+def _micro_transfers_services(c: str) -> str:
+    icu = _ids(ICU_UNITS)
+    return f"""
+    SELECT u.unit_id,
+      (SELECT count(DISTINCT (coalesce(m.charttime, m.chartdate), m.org_name))
+         FROM microbiologyevents m
+        WHERE m.hadm_id = u.hadm_id AND m.org_name IS NOT NULL
+          AND coalesce(m.charttime, m.chartdate + INTERVAL 1 DAY) < u.prediction_time
+      ) AS n_positive_cultures,
+      (SELECT count(*) FROM transfers t
+        WHERE t.hadm_id = u.hadm_id AND lower(t.eventtype) = 'transfer'
+          AND t.intime < u.prediction_time) AS n_transfers,
+      (SELECT count(*) FROM transfers t
+        WHERE t.hadm_id = u.hadm_id AND lower(t.eventtype) IN ('admit', 'transfer')
+          AND upper(t.curr_careunit) IN {icu} AND t.intime < u.prediction_time
+      ) AS n_icu_transfers,
+      (SELECT count(*) FROM services s
+        WHERE s.hadm_id = u.hadm_id AND s.transfertime < u.prediction_time) AS n_services,
+      (SELECT arg_max(s.curr_service, s.transfertime) FROM services s
+        WHERE s.hadm_id = u.hadm_id AND s.transfertime < u.prediction_time) AS last_service
+    FROM {c} u
+    """
+
+
+def _vitals(c: str) -> str:
+    parts = []
+    for stem, (items, _, _) in VITALS.items():
+        parts.append(
+            f"arg_max(v.valuenum, v.order_key) FILTER (WHERE v.itemid IN {_ids(items)}) "
+            f"AS vital_{stem}_last"
+        )
+    return f"""
+    WITH v AS (
+      SELECT u.unit_id, e.itemid, e.valuenum,
+             (e.charttime, e.valuenum) AS order_key
+      FROM {c} u JOIN chartevents e ON e.subject_id = u.subject_id
+      WHERE e.charttime >= u.prediction_time - INTERVAL 24 HOUR
+        AND e.charttime < u.prediction_time AND e.valuenum IS NOT NULL
+    )
+    SELECT u.unit_id, {", ".join(parts)}
+    FROM {c} u LEFT JOIN v ON v.unit_id = u.unit_id
+    GROUP BY u.unit_id
+    """
+
+
+def build_features(
+    con: duckdb.DuckDBPyConnection,
+    task: str,
+    cohort_table: str,
+    absent_tables: tuple[str, ...] = (),
+) -> tuple[str, list[Feature]]:
+    """Create table `features_<task>`: cohort columns + the task's features.
+
+    Returns the table name and the features it holds (those whose source tables are present).
+    """
+    c = cohort_table
+    _elix_map(con)
+    groups = {
+        "demo": _demographics(c),
+        "util": _utilisation(c),
+        "icu": _icu(c),
+        "elix": _comorbidity(c, task),
+        "codes": _code_counts(c),
+        "meds": _medications(c),
+        "labs": _labs(c),
+        "events": _micro_transfers_services(c),
+        "vitals": _vitals(c),
+    }
+    for name, sql in groups.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fg_{name} AS {sql}")
+    kept = [f for f in features_for(task) if not set(f.sources) & set(absent_tables)]
+    joins = "\n".join(f"LEFT JOIN fg_{n} USING (unit_id)" for n in groups)
+    cols = ", ".join(f.name for f in kept)
+    table = f"features_{task}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {c}.*, {cols} FROM {c} {joins} ORDER BY unit_id"
+    )
+    for name in groups:
+        con.execute(f"DROP TABLE fg_{name}")
+    return table, kept

@@ -1,0 +1,312 @@
+"""A MIMIC-III folder opened as DuckDB views, out of core.
+
+Accepts both styles the data comes in: the demo release (lower-case headers, `.csv.gz`) and the full
+release (upper-case, double-quoted headers and strings), compressed or plain `.csv`. Column names are
+normalised to lower case. Every problem is reported as a `DataError` naming the file and what is wrong.
+
+`open_mimic()` only checks that the files exist and that their headers carry the columns we need;
+`stage()` then reads each table once into a DuckDB database (spilling to disk above the memory cap),
+which is where unreadable files and unparsable values surface, still attributed to their file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from safellm.errors import DataFormatError, MissingTableError, SchemaError
+
+log = logging.getLogger(__name__)
+
+# DuckDB types of the columns the project reads; every other column is read as text.
+_T, _I, _F, _S = "TIMESTAMP", "BIGINT", "DOUBLE", "VARCHAR"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: dict[str, str]
+    required: bool = True
+    # Optional row filter applied while staging (keeps huge tables small).
+    where: str | None = None
+    big_text: bool = False
+
+
+LAB_PANEL_ITEMIDS = (51222, 50912, 51006, 50983, 50971, 51301, 51265, 50813, 50882, 50931, 50862)
+# CHARTEVENTS item ids (CareVue and MetaVision) of the vital signs used as features.
+VITAL_ITEMIDS = (
+    211,
+    220045,
+    51,
+    442,
+    455,
+    6701,
+    220179,
+    220050,
+    618,
+    615,
+    220210,
+    224690,
+    646,
+    220277,
+    223761,
+    678,
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in [
+        TableSpec("PATIENTS", {"subject_id": _I, "gender": _S, "dob": _T, "dod": _T}),
+        TableSpec(
+            "ADMISSIONS",
+            {
+                "subject_id": _I,
+                "hadm_id": _I,
+                "admittime": _T,
+                "dischtime": _T,
+                "deathtime": _T,
+                "admission_type": _S,
+                "admission_location": _S,
+                "discharge_location": _S,
+                "insurance": _S,
+                "ethnicity": _S,
+                "hospital_expire_flag": _I,
+            },
+        ),
+        TableSpec(
+            "ICUSTAYS",
+            {
+                "subject_id": _I,
+                "hadm_id": _I,
+                "icustay_id": _I,
+                "first_careunit": _S,
+                "intime": _T,
+                "outtime": _T,
+            },
+        ),
+        TableSpec("DIAGNOSES_ICD", {"subject_id": _I, "hadm_id": _I, "icd9_code": _S}),
+        TableSpec("PROCEDURES_ICD", {"subject_id": _I, "hadm_id": _I, "icd9_code": _S}),
+        TableSpec(
+            "PRESCRIPTIONS",
+            {"subject_id": _I, "hadm_id": _I, "startdate": _T, "drug": _S},
+        ),
+        TableSpec(
+            "LABEVENTS",
+            {
+                "subject_id": _I,
+                "hadm_id": _I,
+                "itemid": _I,
+                "charttime": _T,
+                "valuenum": _F,
+                "flag": _S,
+            },
+            where=f"itemid IN {LAB_PANEL_ITEMIDS}",
+        ),
+        TableSpec(
+            "MICROBIOLOGYEVENTS",
+            {"subject_id": _I, "hadm_id": _I, "chartdate": _T, "charttime": _T, "org_name": _S},
+        ),
+        TableSpec(
+            "TRANSFERS",
+            {"subject_id": _I, "hadm_id": _I, "eventtype": _S, "curr_careunit": _S, "intime": _T},
+        ),
+        TableSpec(
+            "SERVICES",
+            {"subject_id": _I, "hadm_id": _I, "transfertime": _T, "curr_service": _S},
+        ),
+        TableSpec(
+            "CHARTEVENTS",
+            {"subject_id": _I, "hadm_id": _I, "itemid": _I, "charttime": _T, "valuenum": _F},
+            required=False,
+            where=f"itemid IN {VITAL_ITEMIDS}",
+        ),
+        TableSpec(
+            "NOTEEVENTS",
+            {
+                "subject_id": _I,
+                "hadm_id": _I,
+                "chartdate": _T,
+                "charttime": _T,
+                "category": _S,
+                "description": _S,
+                "iserror": _S,
+                "text": _S,
+            },
+            required=False,
+            big_text=True,
+        ),
+    ]
+}
+
+
+@dataclass
+class MimicFolder:
+    """The files found in a MIMIC-III folder, their (lower-case) headers and what is missing."""
+
+    root: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def absent_optional(self) -> list[str]:
+        return [n for n, s in TABLES.items() if not s.required and n not in self.files]
+
+
+def _find_file(root: Path, name: str) -> Path | None:
+    wanted = {f"{name}.csv.gz".lower(), f"{name}.csv".lower()}
+    hits = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower() in wanted)
+    # Prefer the compressed file when both exist (the plain one is often a half-finished gunzip).
+    hits.sort(key=lambda p: not p.name.lower().endswith(".gz"))
+    return hits[0] if hits else None
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_header(path: Path) -> list[str]:
+    """The lower-case column names in the first line of a CSV file (quoted or not)."""
+    try:
+        with _open_text(path) as fh:
+            line = fh.readline()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: cannot read the file ({exc})") from exc
+    if not line.strip():
+        raise DataFormatError(f"{path}: the file is empty (no header line)")
+    row = next(csv.reader([line]))
+    return [c.strip().lower() for c in row]
+
+
+def open_mimic(root: Path) -> MimicFolder:
+    """Find the tables in `root` and check their headers; raise a `DataError` naming the file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MissingTableError(f"{root}: not a folder (expected a MIMIC-III folder of .csv[.gz])")
+    folder = MimicFolder(root=root)
+    missing: list[str] = []
+    for name, spec in TABLES.items():
+        path = _find_file(root, name)
+        if path is None:
+            if spec.required:
+                missing.append(name)
+            continue
+        folder.files[name] = path
+    if missing:
+        hint = "the folder has no MIMIC-III tables at all" if not folder.files else "missing"
+        raise MissingTableError(
+            f"{root}: {hint}: required table(s) {', '.join(missing)} "
+            f"(looked for NAME.csv.gz or NAME.csv, any case)"
+        )
+    for name, path in folder.files.items():
+        header = read_header(path)
+        lacking = [c for c in TABLES[name].columns if c not in header]
+        if lacking:
+            raise SchemaError(
+                f"{path}: table {name} lacks required column(s) {', '.join(lacking)}; "
+                f"found: {', '.join(header)}"
+            )
+        folder.headers[name] = header
+    for name in folder.absent_optional:
+        log.warning(
+            "%s: optional table %s is absent; features that need it are skipped", root, name
+        )
+    return folder
+
+
+def _read_csv_sql(path: Path, header: list[str], spec: TableSpec) -> str:
+    cols = ", ".join(f"'{c}': '{spec.columns.get(c, _S)}'" for c in header)
+    opts = "header=true, auto_detect=false, quote='\"', escape='\"', nullstr=''"
+    if spec.big_text:
+        opts += ", max_line_size=50000000"
+    return f"read_csv('{_sql_path(path)}', columns={{{cols}}}, {opts})"
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def connect(
+    database: Path | str = ":memory:",
+    *,
+    memory_limit: str = "2GB",
+    threads: int = 2,
+    temp_dir: Path | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection capped in memory and threads, with extension auto-install off."""
+    con = duckdb.connect(str(database))
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET threads={int(threads)}")
+    con.execute("SET preserve_insertion_order=false")
+    con.execute("SET autoinstall_known_extensions=false")
+    con.execute("SET autoload_known_extensions=false")
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory='{_sql_path(temp_dir)}'")
+    return con
+
+
+def create_views(con: duckdb.DuckDBPyConnection, folder: MimicFolder) -> None:
+    """One view per table, named `raw_<table>` (lower case), reading the CSV lazily."""
+    for name, path in folder.files.items():
+        spec = TABLES[name]
+        con.execute(
+            f"CREATE OR REPLACE VIEW raw_{name.lower()} AS "
+            f"SELECT * FROM {_read_csv_sql(path, folder.headers[name], spec)}"
+        )
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    folder: MimicFolder,
+    on_table: Callable[[str], None] | None = None,
+) -> None:
+    """Read every table once into a DuckDB table named like it (lower case), needed columns only.
+
+    Absent optional tables become empty tables of the right shape, so the feature SQL stays one
+    piece of code; the features that need them are dropped later.
+    """
+    create_views(con, folder)
+    for name, spec in TABLES.items():
+        cols = ", ".join(f"{c}" for c in spec.columns)
+        table = name.lower()
+        if name not in folder.files:
+            typed = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
+            con.execute(f"CREATE OR REPLACE TABLE {table} ({typed})")
+        else:
+            where = f" WHERE {spec.where}" if spec.where else ""
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM raw_{table}{where}"
+                )
+            except duckdb.Error as exc:
+                raise DataFormatError(
+                    f"{folder.files[name]}: cannot read table {name}: {_short(exc)}"
+                ) from exc
+        if on_table is not None:
+            on_table(name)
+
+
+def _short(exc: Exception) -> str:
+    """DuckDB's message, cut to what a data owner needs (never the row's content: it may be PHI)."""
+    text = " ".join(str(exc).split())
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    conv = re.search(
+        r'converting column "([^"]+)"\. Could not convert string "(.{0,40})[^"]*" to \'(\w+)\'',
+        text,
+    )
+    where = f"line {line.group(1)}: " if line else ""
+    if conv:
+        col, value, typ = conv.groups()
+        return f"{where}column {col}: cannot parse {value!r} as {typ}"
+    text = re.sub(r"Original Line: .*?(?= Error when| Possible|$)", "", text)
+    return (where + text.split(" Possible ")[0])[:300]

@@ -1,0 +1,78 @@
+"""Shared fixtures. A socket guard fails any test that tries to leave the machine."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SAFELLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+class NetworkAccessError(RuntimeError):
+    """Raised when a test tries to connect anywhere but this machine."""
+
+
+def _is_local(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        if host in ("localhost", ""):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+    return False
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event == "socket.connect" and not _is_local(args[1]):
+        raise NetworkAccessError(f"test tried to reach the network: {args[1]!r}")
+    if (
+        event == "socket.getaddrinfo"
+        and args
+        and args[0]
+        not in (
+            None,
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            b"localhost",
+        )
+    ):
+        host = args[0]
+        try:
+            if ipaddress.ip_address(host if isinstance(host, str) else host.decode()).is_loopback:
+                return
+        except ValueError:
+            pass
+        raise NetworkAccessError(f"test tried to resolve a network host: {host!r}")
+
+
+sys.addaudithook(_audit)
+socket.setdefaulttimeout(30)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DATA}; set SAFELLM_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mimic_demo_dir(shared_data: Path) -> Path:
+    return shared_data / "mimic-iii-demo-1.4"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own SAFELLM_HOME; nothing leaks into the work tree."""
+    monkeypatch.setenv("SAFELLM_HOME", str(tmp_path / "home"))
