@@ -187,6 +187,75 @@ def data_build(
         _print_report(report)
 
 
+@app.command("train")
+def train(
+    task: Annotated[str, typer.Option("--task", help="readmission|icu_mortality|los|all")] = "all",
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Built data folder [default: $SAFELLM_HOME/data].")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Artifact root [default: $SAFELLM_HOME].")
+    ] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=20, help="Bootstrap replicates.")] = 200,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Skip MLflow logging.")] = False,
+) -> None:
+    """Train, evaluate (CIs), fairness, imbalance analysis, plots, model card, bundle, MLflow."""
+    settings = _settings()
+    try:
+        summaries = train_tasks(settings, task, data, out_dir, n_boot, not no_mlflow)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    _print_training(summaries)
+
+
+def train_tasks(
+    settings: Settings,
+    task: str,
+    data: Path | None,
+    out_dir: Path | None,
+    n_boot: int = 200,
+    log_mlflow: bool = True,
+) -> list[Any]:
+    from safellm.data.cohorts import TASKS
+    from safellm.risk.dataset import check_task
+    from safellm.risk.workflow import train_and_register, train_steps
+
+    tasks = list(TASKS) if task == "all" else [check_task(task)]
+    home = out_dir or settings.home
+    data_dir = data or settings.data_dir
+    summaries = []
+    with _progress(sum(train_steps(t) for t in tasks), "Training") as advance:
+        for t in tasks:
+            summaries.append(
+                train_and_register(
+                    t,
+                    data_dir,
+                    home,
+                    seed=settings.seed,
+                    n_boot=n_boot,
+                    log_mlflow=log_mlflow,
+                    progress=advance,
+                )
+            )
+    return summaries
+
+
+def _print_training(summaries: list[Any]) -> None:
+    for s in summaries:
+        table = Table(title=f"{s.task} — out-of-fold metrics, 95 % CI (bundle {s.version})")
+        names = list(next(iter(s.metrics.values())).keys())
+        table.add_column("model")
+        for n in names:
+            table.add_column(n, justify="right")
+        for model, ms in s.metrics.items():
+            mark = " *" if model == s.default_model else ""
+            table.add_row(model + mark, *[ms[n].fmt() for n in names])
+        if s.baseline:
+            table.add_row("median baseline", *[s.baseline[n].fmt() for n in names])
+        out.print(table)
+        out.print(f"  run folder: {s.run_dir}  (* = default model)")
+
+
 @app.command("demo")
 def demo() -> None:
     """The whole path on the embedded default: a synthetic hospital, its cohorts and features."""

@@ -72,6 +72,14 @@ def mimic_demo_dir(shared_data: Path) -> Path:
     return shared_data / "mimic-iii-demo-1.4"
 
 
+@pytest.fixture(scope="session")
+def demo_build(mimic_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The MIMIC-III demo built once per test session (cohorts + features, Parquet)."""
+    from safellm.data.build import build_dataset
+
+    return build_dataset(mimic_demo_dir, tmp_path_factory.mktemp("demo") / "data")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own SAFELLM_HOME; nothing leaks into the work tree."""

@@ -5,7 +5,7 @@ Later layers explain predictions with these labels and units, so they are writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Kind = Literal["numeric", "binary", "categorical"]
@@ -561,6 +561,8 @@ def _catalogue() -> dict[str, Feature]:
                 "24 h before the prediction time",
             )
         )
+    default_unit = {"binary": "yes/no", "categorical": "category"}
+    f = [replace(x, unit=x.unit or default_unit.get(x.kind, "")) for x in f]
     return {x.name: x for x in f}
 
 

@@ -8,13 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from safellm.data.build import BuildResult, build_dataset
-
-
-@pytest.fixture(scope="session")
-def demo_build(mimic_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    return build_dataset(mimic_demo_dir, tmp_path_factory.mktemp("demo") / "data")
-
 
 @pytest.fixture
 def demo_copy(mimic_demo_dir: Path, tmp_path: Path) -> Path:

@@ -1,0 +1,1 @@
+"""Explanations: SHAP attributions turned into Facts, the only truth a rationale may use."""

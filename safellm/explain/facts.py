@@ -1,0 +1,74 @@
+"""Facts: the only truth a rationale may use — a prediction and its ranked contributions.
+
+The shape follows the `facts` object of DESIGN.md's Explanation, so `safellm guard check --facts`
+accepts exactly what `safellm explain --json` and `POST /v1/explain` return.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Space = Literal["log-odds", "probability", "days", "log-days"]
+Band = Literal["low", "moderate", "high"]
+
+
+class Contribution(BaseModel):
+    id: str = Field(description="Citation id, F1 = largest |shap|.")
+    feature: str = Field(description="Catalogue feature name.")
+    label: str = Field(description="Clinical label of the feature.")
+    value: float | str | None = Field(description="The patient's raw value (None = not measured).")
+    unit: str
+    shap: float = Field(description="Contribution in the prediction's `space`.")
+    direction: Literal["raises", "lowers"]
+    rank: int = Field(ge=1)
+
+
+class NoteEvidence(BaseModel):
+    id: str
+    note_id: int
+    category: str
+    chart_time: str | None
+    text: str
+
+
+class Prediction(BaseModel):
+    risk: float = Field(description="Probability (classification) or days (length of stay).")
+    band: Band
+    base_value: float = Field(description="Expected model output over the training data.")
+    space: Space = Field(description="Scale in which base_value and contributions add up.")
+    model_output: float = Field(description="base_value + sum of contributions, in `space`.")
+
+
+class Facts(BaseModel):
+    task: str
+    subject_id: int
+    hadm_id: int
+    icustay_id: int | None = None
+    model: str
+    model_version: str
+    prediction: Prediction
+    contributions: list[Contribution]
+    notes: list[NoteEvidence] = Field(default_factory=list)
+
+    def top(self, k: int) -> list[Contribution]:
+        return self.contributions[:k]
+
+    def by_id(self, cid: str) -> Contribution | NoteEvidence | None:
+        for c in self.contributions:
+            if c.id == cid:
+                return c
+        for n in self.notes:
+            if n.id == cid:
+                return n
+        return None
+
+
+def band_for(risk: float, thresholds: tuple[float, float]) -> Band:
+    """low < thresholds[0] <= moderate < thresholds[1] <= high."""
+    if risk >= thresholds[1]:
+        return "high"
+    if risk >= thresholds[0]:
+        return "moderate"
+    return "low"

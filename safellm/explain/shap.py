@@ -1,0 +1,134 @@
+"""Exact SHAP attributions for a fitted pipeline, mapped back to catalogue features → Facts.
+
+Trees: `shap.TreeExplainer` (exact, additive to the raw log-odds / log-days output). Linear
+models: `shap.LinearExplainer` with an `Independent` masker over the whole training set (not shap's
+silent 100-row default). Pipeline columns (one-hot levels, missing-value indicators) are summed into
+the feature they come from, which keeps the sum exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from safellm.data.catalogue import FEATURES
+from safellm.explain.facts import Contribution, Facts, Prediction, Space, band_for
+from safellm.risk.pipelines import column_sources, is_tree
+
+
+class FactsExplainer:
+    """Turns rows of a task table into Facts with one fitted pipeline."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        model: str,
+        task: str,
+        kind: str,
+        numeric: list[str],
+        categorical: list[str],
+        background: pd.DataFrame,
+        bands: tuple[float, float],
+        version: str,
+    ) -> None:
+        import shap  # heavy: only when explaining
+
+        self.pipeline = pipeline
+        self.model = model
+        self.task = task
+        self.kind = kind
+        self.features = numeric + categorical
+        self.bands = bands
+        self.version = version
+        self.pre = pipeline.named_steps["pre"]
+        self.est = pipeline.named_steps["model"]
+        sources = column_sources(pipeline, numeric, categorical)
+        index = {f: i for i, f in enumerate(self.features)}
+        # (n_columns, n_features) 0/1 matrix: column j belongs to feature i
+        self.group = np.zeros((len(sources), len(self.features)))
+        for j, src in enumerate(sources):
+            self.group[j, index[src]] = 1.0
+        if is_tree(model):
+            self.explainer: Any = shap.TreeExplainer(self.est)
+        else:
+            Xb = self.pre.transform(background)
+            masker = shap.maskers.Independent(Xb, max_samples=len(Xb))
+            self.explainer = shap.LinearExplainer(self.est, masker)
+        ev = np.ravel(self.explainer.expected_value)
+        self.base_value = float(ev[-1])
+
+    @property
+    def space(self) -> Space:
+        return "log-odds" if self.kind == "classification" else "log-days"
+
+    def attributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions (n, n_features) and the model output (n,) in `space`."""
+        Xt = self.pre.transform(X[self.features])
+        sv = np.asarray(self.explainer.shap_values(Xt))
+        if sv.ndim == 3:  # (n, cols, classes) from some shap versions
+            sv = sv[..., -1]
+        contrib = sv @ self.group
+        return contrib, self.base_value + contrib.sum(axis=1)
+
+    def risk(self, output: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-output)) if self.kind == "classification" else np.exp(output)
+
+    def facts(self, row: pd.Series | pd.DataFrame) -> Facts:
+        """Facts for one unit (a row of the built task table, keys included)."""
+        frame = row.to_frame().T if isinstance(row, pd.Series) else row
+        contrib, output = self.attributions(frame)
+        r = frame.iloc[0]
+        shap_row = contrib[0]
+        order = np.argsort(-np.abs(shap_row), kind="stable")
+        items: list[Contribution] = []
+        for i in order:
+            s = float(shap_row[i])
+            if s == 0.0:
+                continue
+            name = self.features[i]
+            feat = FEATURES[name]
+            items.append(
+                Contribution(
+                    id=f"F{len(items) + 1}",
+                    feature=name,
+                    label=feat.label,
+                    value=_raw(r[name]),
+                    unit=feat.unit,
+                    shap=s,
+                    direction="raises" if s > 0 else "lowers",
+                    rank=len(items) + 1,
+                )
+            )
+        out = float(output[0])
+        risk = float(self.risk(np.array([out]))[0])
+        icu = r.get("icustay_id")
+        return Facts(
+            task=self.task,
+            subject_id=int(r["subject_id"]),
+            hadm_id=int(r["hadm_id"]),
+            icustay_id=None if icu is None or pd.isna(icu) else int(icu),
+            model=self.model,
+            model_version=self.version,
+            prediction=Prediction(
+                risk=risk,
+                band=band_for(risk, self.bands),
+                base_value=self.base_value,
+                space=self.space,
+                model_output=out,
+            ),
+            contributions=items,
+        )
+
+
+def _raw(v: Any) -> float | str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    f = float(v)
+    return None if math.isnan(f) else f

@@ -1,0 +1,1 @@
+"""Risk models: training, evaluation, fairness, imbalance analysis, registry."""

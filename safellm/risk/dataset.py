@@ -1,0 +1,82 @@
+"""A built task table (from `safellm data build`) as model inputs: X, y, patient groups."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from safellm.data.catalogue import FEATURES, Feature
+from safellm.data.cohorts import COHORTS, TASKS
+from safellm.errors import ArtifactError, UnknownNameError
+
+KEY_COLUMNS = ("unit_id", "subject_id", "hadm_id", "icustay_id", "admittime", "prediction_time")
+
+
+@dataclass
+class TaskData:
+    task: str
+    frame: pd.DataFrame  # keys + target + features, one row per unit
+    features: list[Feature]
+    data_hash: str
+
+    @property
+    def target(self) -> str:
+        return COHORTS[self.task].target
+
+    @property
+    def kind(self) -> str:
+        return COHORTS[self.task].kind
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame[[f.name for f in self.features]]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[self.target].to_numpy(dtype=float)
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self.frame["subject_id"].to_numpy()
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind != "categorical"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise UnknownNameError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return task
+
+
+def load_task(data_dir: Path, task: str) -> TaskData:
+    """Read `<data_dir>/<task>.parquet` with the feature list recorded in its manifest."""
+    check_task(task)
+    path = Path(data_dir) / f"{task}.parquet"
+    manifest_path = Path(data_dir) / "manifest.json"
+    if not path.exists() or not manifest_path.exists():
+        raise ArtifactError(
+            f"{path} not found: build the data first "
+            f"(safellm data build --mimic-dir DIR | --synthetic N --out {data_dir})"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    names = manifest["features"][task]
+    frame = pd.read_parquet(path)
+    feats = [FEATURES[n] for n in names]
+    for f in feats:
+        if f.kind == "categorical":
+            frame[f.name] = frame[f.name].astype("object").where(frame[f.name].notna(), "UNKNOWN")
+        else:
+            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype(float)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return TaskData(task=task, frame=frame, features=feats, data_hash=digest)

@@ -1,0 +1,112 @@
+"""Model plots (PNG, matplotlib Agg): PR and calibration curves, SHAP beeswarm and waterfall."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+from safellm.explain.facts import Facts
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pr_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for name, p in preds.items():
+        prec, rec, _ = precision_recall_curve(y, p)
+        ax.step(
+            rec, prec, where="post", label=f"{name} (AUPRC {average_precision_score(y, p):.2f})"
+        )
+    ax.axhline(float(np.mean(y)), color="grey", ls="--", lw=1, label=f"prevalence {np.mean(y):.2f}")
+    ax.set(xlabel="Recall", ylabel="Precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def calibration_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect")
+    n_bins = 10 if len(y) >= 500 else 5
+    for name, p in preds.items():
+        frac, mean_pred = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
+        ax.plot(mean_pred, frac, marker="o", label=name)
+    ax.set(
+        xlabel="Mean predicted risk", ylabel="Observed rate", title=title, xlim=(0, 1), ylim=(0, 1)
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def residuals(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    top = float(np.percentile(y, 99))
+    for name, p in preds.items():
+        ax.scatter(y, p, s=8, alpha=0.5, label=name)
+    ax.plot([0, top], [0, top], color="grey", ls="--", lw=1)
+    ax.set(
+        xlabel="Observed length of stay (days)",
+        ylabel="Predicted (days)",
+        title=title,
+        xlim=(0, top),
+        ylim=(0, top),
+    )
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def beeswarm(
+    contrib: np.ndarray,
+    data: np.ndarray,
+    labels: list[str],
+    base: float,
+    path: Path,
+    title: str,
+    max_display: int = 15,
+) -> Path:
+    import shap
+
+    exp = shap.Explanation(
+        values=contrib, base_values=np.full(len(contrib), base), data=data, feature_names=labels
+    )
+    shap.plots.beeswarm(exp, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.set_size_inches(8, 6)
+    plt.title(title)
+    return _save(fig, path)
+
+
+def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
+    import shap
+
+    c = facts.contributions
+    data = np.array([v.value if isinstance(v.value, float) else np.nan for v in c])
+    names = [
+        f"{x.label} = {x.value}" if x.value is not None else f"{x.label} = not measured" for x in c
+    ]
+    exp = shap.Explanation(
+        values=np.array([x.shap for x in c]),
+        base_values=facts.prediction.base_value,
+        data=data,
+        feature_names=names,
+    )
+    shap.plots.waterfall(exp, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.set_size_inches(8, 6)
+    plt.title(
+        f"{facts.task}: hadm {facts.hadm_id} — risk {facts.prediction.risk:.3g} "
+        f"({facts.prediction.space})"
+    )
+    return _save(fig, path)

@@ -1,0 +1,150 @@
+"""Versioned model bundles under `<SAFELLM_HOME>/models/<task>/<version>/`, written atomically.
+
+A bundle holds the fitted pipelines of every model trained for the task (the `default` one explains
+predictions), the feature list, a background sample for linear SHAP, the training-data hash, the
+metrics with CIs and the code version. `LATEST` names the newest version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from safellm import __version__
+from safellm.errors import ArtifactError, UnknownNameError
+from safellm.risk.evaluate import Estimate
+
+BUNDLE_FILE = "bundle.joblib"
+META_FILE = "bundle.json"
+
+
+class BundleMeta(BaseModel):
+    task: str
+    version: str
+    created: str
+    kind: str
+    target: str
+    default_model: str
+    models: list[str]
+    params: dict[str, dict[str, Any]]
+    numeric: list[str]
+    categorical: list[str]
+    bands: tuple[float, float]
+    data_hash: str
+    data_source: str
+    code_version: str
+    n_units: int
+    n_patients: int
+    metrics: dict[str, dict[str, Estimate]]
+    baseline: dict[str, Estimate] | None = None
+
+
+@dataclass
+class Bundle:
+    meta: BundleMeta
+    pipelines: dict[str, Pipeline]
+    background: pd.DataFrame
+    path: Path
+
+    def explainer(self, model: str | None = None):  # type: ignore[no-untyped-def]
+        """A FactsExplainer for `model` (default: the bundle's default model)."""
+        from safellm.explain.shap import FactsExplainer
+
+        name = model or self.meta.default_model
+        if name not in self.pipelines:
+            raise UnknownNameError(
+                f"model {name!r} is not in bundle {self.meta.version}; "
+                f"choose one of {', '.join(self.pipelines)}"
+            )
+        return FactsExplainer(
+            self.pipelines[name],
+            model=name,
+            task=self.meta.task,
+            kind=self.meta.kind,
+            numeric=self.meta.numeric,
+            categorical=self.meta.categorical,
+            background=self.background,
+            bands=self.meta.bands,
+            version=self.meta.version,
+        )
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def new_version(task: str, data_hash: str) -> str:
+    return f"{task}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{data_hash[:8]}"
+
+
+def save_bundle(
+    models_dir: Path,
+    meta: BundleMeta,
+    pipelines: dict[str, Pipeline],
+    background: pd.DataFrame,
+    extra: dict[str, Path] | None = None,
+) -> Path:
+    """Write the bundle to a temporary folder, rename it into place, then move LATEST."""
+    task_dir = Path(models_dir) / meta.task
+    task_dir.mkdir(parents=True, exist_ok=True)
+    final = task_dir / meta.version
+    tmp = task_dir / f".{meta.version}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        joblib.dump({"pipelines": pipelines, "background": background}, tmp / BUNDLE_FILE)
+        (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
+        for name, src in (extra or {}).items():
+            shutil.copy(src, tmp / name)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    latest_tmp = task_dir / f".LATEST.tmp-{os.getpid()}"
+    latest_tmp.write_text(meta.version + "\n")
+    latest_tmp.replace(task_dir / "LATEST")
+    return final
+
+
+def load_bundle(models_dir: Path, task: str, version: str | None = None) -> Bundle:
+    task_dir = Path(models_dir) / task
+    if version is None:
+        latest = task_dir / "LATEST"
+        if not latest.exists():
+            raise ArtifactError(
+                f"no trained model for task {task!r} under {models_dir}: run `safellm train "
+                f"--task {task}`"
+            )
+        version = latest.read_text().strip()
+    path = task_dir / version
+    if not (path / META_FILE).exists():
+        raise ArtifactError(f"model bundle {path} not found or incomplete")
+    meta = BundleMeta.model_validate(json.loads((path / META_FILE).read_text()))
+    payload = joblib.load(path / BUNDLE_FILE)
+    return Bundle(
+        meta=meta, pipelines=payload["pipelines"], background=payload["background"], path=path
+    )

@@ -1,0 +1,222 @@
+"""`safellm train` for one task: train + evaluate, fairness, imbalance analysis, plots, model card,
+bundle, MLflow run. Every output lands in `<home>/runs/<version>/` and in the bundle."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from safellm.risk import plots
+from safellm.risk.card import model_card
+from safellm.risk.dataset import load_task
+from safellm.risk.evaluate import Estimate
+from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
+from safellm.risk.train import train_task
+
+Progress = Callable[[str], None]
+
+
+class TrainSummary(BaseModel):
+    task: str
+    version: str
+    default_model: str
+    bundle_dir: Path
+    run_dir: Path
+    mlflow_run_id: str | None
+    metrics: dict[str, dict[str, Estimate]]
+    baseline: dict[str, Estimate] | None
+    seconds: float
+
+
+def train_steps(kind: str, n_splits: int = 5) -> int:
+    """Progress-bar total for one task (folds + final fit per model, then reporting steps)."""
+    return 2 * (n_splits + 1) + 5
+
+
+def train_and_register(
+    task: str,
+    data_dir: Path,
+    home: Path,
+    *,
+    seed: int = 0,
+    n_boot: int = 200,
+    log_mlflow: bool = True,
+    progress: Progress | None = None,
+) -> TrainSummary:
+    from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
+
+    started = time.perf_counter()
+    step = progress or (lambda _s: None)
+    td = load_task(data_dir, task)
+    run = train_task(td, seed=seed, n_boot=n_boot, progress=step)
+    version = new_version(task, td.data_hash)
+    run_dir = Path(home) / "runs" / version
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chosen = run.runs[run.chosen]
+    assert chosen.pipeline is not None
+    oof = {m: r.oof for m, r in run.runs.items()}
+
+    # Bands: quantiles of the default model's out-of-fold predictions (top 20 % = high).
+    lo, hi = np.quantile(chosen.oof, [0.5, 0.8])
+    meta = BundleMeta(
+        task=task,
+        version=version,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        kind=td.kind,
+        target=td.target,
+        default_model=run.chosen,
+        models=list(run.runs),
+        params={m: r.params for m, r in run.runs.items()},
+        numeric=td.numeric,
+        categorical=td.categorical,
+        bands=(float(lo), float(hi)),
+        data_hash=td.data_hash,
+        data_source=str(json.loads((Path(data_dir) / "manifest.json").read_text())["source"]),
+        code_version=code_version(),
+        n_units=len(td.frame),
+        n_patients=int(td.frame["subject_id"].nunique()),
+        metrics={m: r.metrics for m, r in run.runs.items()},
+        baseline=run.baseline,
+    )
+
+    # Plots of performance
+    names: list[str] = []
+    if td.kind == "classification":
+        plots.pr_curves(td.y, oof, run_dir / "pr_curve.png", f"{task}: precision-recall (OOF)")
+        plots.calibration_curves(
+            td.y, oof, run_dir / "calibration.png", f"{task}: calibration (OOF)"
+        )
+        names += ["pr_curve.png", "calibration.png"]
+    else:
+        plots.residuals(
+            td.y, oof, run_dir / "predicted_vs_observed.png", f"{task}: predicted vs observed (OOF)"
+        )
+        names.append("predicted_vs_observed.png")
+    step(f"{task} performance plots")
+
+    # Fairness of the default model's out-of-fold predictions
+    fair = fairness_report(td, chosen.oof, n_boot=n_boot, seed=seed)
+    fair_df = fairness_table(fair)
+    (run_dir / "fairness.json").write_text(fair.model_dump_json(indent=2))
+    fair_df.to_csv(run_dir / "fairness.csv", index=False)
+    plot_fairness(fair, run_dir / "fairness.png")
+    names.append("fairness.png")
+    step(f"{task} fairness")
+
+    # Imbalance strategies (classification only)
+    imb_df = None
+    if td.kind == "classification":
+        from safellm.risk.imbalance import (
+            compare_imbalance,
+            imbalance_table,
+            plot_imbalance_metrics,
+            plot_pr_curves,
+        )
+
+        imb = compare_imbalance(td, seed=seed, n_boot=n_boot)
+        (run_dir / "imbalance.json").write_text(imb.model_dump_json(indent=2))
+        imb_df = imbalance_table(imb)
+        imb_df.to_csv(run_dir / "imbalance.csv", index=False)
+        plot_pr_curves(imb, run_dir / "imbalance_pr.png")
+        plot_imbalance_metrics(imb, run_dir / "imbalance_metrics.png")
+        names += ["imbalance_pr.png", "imbalance_metrics.png"]
+    step(f"{task} imbalance")
+
+    # SHAP: global beeswarm on all units, waterfall for the highest-risk unit
+    from safellm.risk.registry import Bundle
+
+    bundle = Bundle(
+        meta=meta,
+        pipelines={
+            m: r.pipeline
+            for m, r in run.runs.items()  # type: ignore[misc]
+        },
+        background=_background(td.X, seed),
+        path=run_dir,
+    )
+    explainer = bundle.explainer()
+    contrib, output = explainer.attributions(td.frame)
+    labels = [f.label for f in td.features]
+    data = td.X.apply(lambda s: s if s.dtype != object else np.nan).to_numpy(dtype=float)
+    plots.beeswarm(
+        contrib,
+        data,
+        labels,
+        explainer.base_value,
+        run_dir / "shap_beeswarm.png",
+        f"{task}: SHAP values ({explainer.space})",
+    )
+    top = int(np.argmax(output))
+    plots.waterfall(explainer.facts(td.frame.iloc[top]), run_dir / "shap_waterfall_top.png")
+    names += ["shap_beeswarm.png", "shap_waterfall_top.png"]
+    step(f"{task} SHAP plots")
+
+    metrics_doc = {
+        "task": task,
+        "version": version,
+        "default_model": run.chosen,
+        "n_units": meta.n_units,
+        "n_patients": meta.n_patients,
+        "models": {
+            m: {
+                "metrics": {k: v.model_dump() for k, v in r.metrics.items()},
+                "params": r.params,
+                "fold_params": r.fold_params,
+            }
+            for m, r in run.runs.items()
+        },
+        "baseline": {k: v.model_dump() for k, v in run.baseline.items()} if run.baseline else None,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
+    (run_dir / "model_card.md").write_text(
+        model_card(meta, fairness=fair_df, imbalance=imb_df, plots=names)
+    )
+    bundle_dir = save_bundle(
+        Path(home) / "models",
+        meta,
+        bundle.pipelines,
+        bundle.background,
+        extra={
+            "metrics.json": run_dir / "metrics.json",
+            "model_card.md": run_dir / "model_card.md",
+        },
+    )
+    run_id = None
+    if log_mlflow:
+        from safellm.risk.tracking import log_run
+
+        run_id = log_run(
+            home,
+            task=task,
+            version=version,
+            params={
+                "seed": seed,
+                "default_model": run.chosen,
+                **{f"{m}.{k}": v for m, p in meta.params.items() for k, v in p.items()},
+            },
+            metrics=meta.metrics,
+            run_dir=run_dir,
+            pipeline=chosen.pipeline,
+        )
+    step(f"{task} registered")
+    return TrainSummary(
+        task=task,
+        version=version,
+        default_model=run.chosen,
+        bundle_dir=bundle_dir,
+        run_dir=run_dir,
+        mlflow_run_id=run_id,
+        metrics=meta.metrics,
+        baseline=run.baseline,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _background(X, seed: int, n: int = 20000):  # type: ignore[no-untyped-def]
+    """Training rows kept for linear SHAP (all of them up to n; a seeded sample beyond)."""
+    return X if len(X) <= n else X.sample(n=n, random_state=seed)
