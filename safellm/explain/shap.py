@@ -53,8 +53,10 @@ class FactsExplainer:
         self.group = np.zeros((len(sources), len(self.features)))
         for j, src in enumerate(sources):
             self.group[j, index[src]] = 1.0
+        self._fast: _TreeRowEncoder | None = None
         if is_tree(model):
             self.explainer: Any = shap.TreeExplainer(self.est)
+            self._fast = _TreeRowEncoder(self.pre, numeric, categorical, len(sources))
         else:
             Xb = self.pre.transform(background)
             masker = shap.maskers.Independent(Xb, max_samples=len(Xb))
@@ -68,7 +70,10 @@ class FactsExplainer:
 
     def attributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions (n, n_features) and the model output (n,) in `space`."""
-        Xt = self.pre.transform(X[self.features])
+        if self._fast is not None and len(X) == 1:
+            Xt = self._fast.transform(X.iloc[0])
+        else:
+            Xt = self.pre.transform(X[self.features])
         sv = np.asarray(self.explainer.shap_values(Xt))
         if sv.ndim == 3:  # (n, cols, classes) from some shap versions
             sv = sv[..., -1]
@@ -123,6 +128,49 @@ class FactsExplainer:
             ),
             contributions=items,
         )
+
+
+class _TreeRowEncoder:
+    """The tree pipeline's preprocessing for ONE row without pandas overhead (a test checks it
+    equals `pre.transform` on every row): numbers pass through, each category maps to its one-hot
+    column, learnt once from the fitted encoder itself."""
+
+    def __init__(self, pre: Any, numeric: list[str], categorical: list[str], width: int) -> None:
+        self.numeric = numeric
+        self.width = width
+        names = [str(n) for n in pre.get_feature_names_out()]
+        self.num_pos = np.array([names.index(f"num__{n}") for n in numeric], dtype=int)
+        self.cat_maps: list[tuple[str, dict[Any, int], int | None]] = []
+        if not categorical:
+            return
+        enc = pre.named_transformers_["cat"]
+        first = names.index(next(n for n in names if n.startswith("cat__")))
+        # output columns of categorical input j are consecutive: [edges[j], edges[j + 1])
+        edges = np.cumsum([0, *(int(w) for w in enc._n_features_outs)])
+        base = [c[0] for c in enc.categories_]
+        for j, feat in enumerate(categorical):
+            probes = [*enc.categories_[j], _UNKNOWN]
+            frame = pd.DataFrame([base] * len(probes), columns=categorical)
+            frame[feat] = probes
+            block = enc.transform(frame)[:, edges[j] : edges[j + 1]]
+            mapping: dict[Any, int] = {}
+            for cat, row in zip(probes, block, strict=True):
+                hot = np.flatnonzero(row == 1)
+                mapping[cat] = int(first + edges[j] + hot[0]) if len(hot) else -1
+            unknown = mapping.pop(_UNKNOWN)
+            self.cat_maps.append((feat, mapping, None if unknown < 0 else unknown))
+
+    def transform(self, row: pd.Series) -> np.ndarray:
+        x = np.zeros((1, self.width))
+        x[0, self.num_pos] = pd.to_numeric(row[self.numeric], errors="coerce").to_numpy(float)
+        for feat, mapping, unknown in self.cat_maps:
+            pos = mapping.get(row[feat], unknown)
+            if pos is not None and pos >= 0:
+                x[0, pos] = 1.0
+        return x
+
+
+_UNKNOWN = "\x00unknown"
 
 
 def _raw(v: Any) -> float | str | None:

@@ -92,3 +92,21 @@ def test_bands() -> None:
     assert band_for(0.1, (0.2, 0.5)) == "low"
     assert band_for(0.2, (0.2, 0.5)) == "moderate"
     assert band_for(0.7, (0.2, 0.5)) == "high"
+
+
+def test_fast_single_row_path_equals_the_pipeline_transform(fitted) -> None:  # type: ignore[no-untyped-def]
+    """Tree models take a fast one-row path; linear models use the pipeline's transform."""
+    td, pipe, ex = fitted
+    assert (ex._fast is not None) == (ex.model in ("hgb", "hgb_reg"))
+    if ex._fast is None:
+        return
+    pre = pipe.named_steps["pre"]
+    full = pre.transform(td.X).astype(float)
+    for i in range(len(td.frame)):
+        np.testing.assert_array_equal(ex._fast.transform(td.frame.iloc[i]), full[i : i + 1])
+    # an unseen category goes where the encoder puts unknowns
+    row = td.frame.iloc[0].copy()
+    row[td.categorical[0]] = "NEVER SEEN BEFORE"
+    np.testing.assert_array_equal(
+        ex._fast.transform(row), pre.transform(row.to_frame().T[ex.features]).astype(float)
+    )
