@@ -58,5 +58,18 @@ def log_run(
             pipeline,
             name="model",
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            # skops format (no pickle). We wrote this pipeline a moment ago, so the scikit-learn
+            # and numpy types skops does not trust by default (tree node tables, dtypes) are ours.
+            skops_trusted_types=_own_types(pipeline),
         )
         return str(run.info.run_id)
+
+
+def _own_types(pipeline: Pipeline) -> list[str]:
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    foreign = [t for t in found if not t.startswith(("sklearn.", "numpy."))]
+    if foreign:
+        raise ValueError(f"pipeline holds types from outside scikit-learn/numpy: {foreign}")
+    return list(found)

@@ -1,0 +1,330 @@
+"""ETL benchmark: `safellm data synth`, `safellm data build` (DuckDB) and the pandas reference.
+
+    .venv/bin/python bench/etl.py [--patients 46000] [--seed 0] [--workdir .safellm/bench]
+                                  [--skip-pandas] [--pandas-patients M]
+
+Generates a synthetic hospital of N patients (reused when already in the workdir), then times each
+step in its own subprocess, so that the peak memory is per step: wall-clock seconds and peak
+resident set size (the kernel's max RSS of the process and its reaped children, as `/usr/bin/time -v`
+reports it, together with the peak of the whole process tree's RSS sampled every 0.1 s). Checks that
+the DuckDB build and the pandas reference give the same cohort report (and the same tables), prints
+a table with the pandas/DuckDB ratios and the targets (build peak memory < 4 GiB; build >= 5x faster
+than pandas), and writes the figures to `<workdir>/etl_bench.json`.
+
+The pandas run is stopped when it exceeds `--pandas-timeout` seconds or `--pandas-max-rss-gb` of
+RSS (so it cannot take the machine down); `--pandas-patients M` also runs pandas (and the build,
+for the ratio) on a smaller hospital of M patients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import etl_pandas  # noqa: E402
+
+MiB = 1024 * 1024
+TARGET_BUILD_RSS_MIB = 4096  # 4 GiB
+TARGET_SPEEDUP = 5.0
+
+
+@dataclass
+class Run:
+    step: str
+    patients: int
+    wall_s: float | None = None
+    peak_rss_mib: float | None = None  # kernel max RSS (largest single process of the tree)
+    tree_rss_mib: float | None = None  # sampled peak of the summed RSS of the process tree
+    status: str = "ok"  # ok | failed (rc N) | timeout | over memory cap | reused | skipped
+    log: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "reused")
+
+
+# ------------------------------------------------------------------------------------ measuring
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _tree_rss(pid: int) -> int:
+    """Summed RSS (bytes) of `pid` and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+        todo += _children(p)
+    return total
+
+
+def measure(
+    step: str,
+    patients: int,
+    cmd: list[str],
+    log: Path,
+    *,
+    timeout_s: float | None = None,
+    max_rss_mib: float | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run `cmd` in a fresh process (its own process group); wall time and peak memory."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    run = Run(step, patients, log=str(log))
+    tree_peak = 0
+    started = time.perf_counter()
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
+        killed = ""
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            tree_peak = max(tree_peak, _tree_rss(proc.pid))
+            elapsed = time.perf_counter() - started
+            if not killed and timeout_s is not None and elapsed > timeout_s:
+                killed = "timeout"
+            if not killed and max_rss_mib is not None and tree_peak > max_rss_mib * MiB:
+                killed = "over memory cap"
+            if killed:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.1)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    run.wall_s = time.perf_counter() - started
+    run.peak_rss_mib = usage.ru_maxrss / 1024  # Linux: KiB
+    run.tree_rss_mib = max(tree_peak / MiB, run.peak_rss_mib)
+    if killed:
+        run.status = killed
+    elif proc.returncode != 0:
+        run.status = f"failed (rc {proc.returncode})"
+    return run
+
+
+def _safellm() -> list[str]:
+    exe = Path(sys.executable).with_name("safellm")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from safellm.cli import main; main()"]
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    # Keep the CLI's settings and caches inside the workdir; no colours or progress escapes.
+    return {**os.environ, "SAFELLM_HOME": str(workdir / "home"), "NO_COLOR": "1", "TERM": "dumb"}
+
+
+# ----------------------------------------------------------------------------------------- steps
+def synth(workdir: Path, patients: int, seed: int) -> tuple[Path, Run]:
+    """The synthetic hospital of `patients` in the workdir, generated (and timed) if absent."""
+    hospital = workdir / f"hospital-n{patients}-s{seed}"
+    record = workdir / f"synth-n{patients}-s{seed}.json"
+    if (hospital / "ADMISSIONS.csv.gz").exists() and record.exists():
+        run = Run(**json.loads(record.read_text()))
+        run.status = "reused"
+        return hospital, run
+    shutil.rmtree(hospital, ignore_errors=True)
+    cmd = [*_safellm(), "data", "synth", "--patients", str(patients), "--seed", str(seed)]
+    cmd += ["--out", str(hospital)]
+    run = measure(
+        "synth", patients, cmd, workdir / "logs" / f"synth-n{patients}.log", env=_env(workdir)
+    )
+    if not run.ok:
+        raise SystemExit(f"synth failed ({run.status}); see {run.log}")
+    run.extra["size_mb"] = round(sum(f.stat().st_size for f in hospital.iterdir()) / 1e6, 1)
+    record.write_text(json.dumps(asdict(run), indent=2) + "\n")
+    return hospital, run
+
+
+def build(workdir: Path, hospital: Path, patients: int) -> tuple[Path, Run]:
+    out = workdir / f"build-n{patients}"
+    cmd = [*_safellm(), "data", "build", "--mimic-dir", str(hospital), "--out", str(out), "--json"]
+    run = measure(
+        "build", patients, cmd, workdir / "logs" / f"build-n{patients}.log", env=_env(workdir)
+    )
+    return out, run
+
+
+def pandas_ref(
+    workdir: Path, hospital: Path, patients: int, timeout_s: float, max_rss_gb: float
+) -> tuple[Path, Run]:
+    out = workdir / f"pandas-n{patients}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(BENCH / "etl_pandas.py"), str(hospital), "--out", str(out)]
+    run = measure(
+        "pandas",
+        patients,
+        cmd,
+        workdir / "logs" / f"pandas-n{patients}.log",
+        timeout_s=timeout_s,
+        max_rss_mib=max_rss_gb * 1024,
+        env=_env(workdir),
+    )
+    return out, run
+
+
+def compare(build_out: Path, pandas_out: Path) -> dict[str, object]:
+    """Same cohort report? Same tables (unit by unit, floats within 1e-9)?"""
+    a = json.loads((build_out / "cohort_report.json").read_text())
+    b = json.loads((pandas_out / "cohort_report.json").read_text())
+    diffs: dict[str, list[str]] = {}
+    for task in etl_pandas.TASKS:
+        sql = pd.read_parquet(build_out / f"{task}.parquet")
+        ref = pd.read_parquet(pandas_out / f"{task}.parquet")
+        d = etl_pandas.mismatches(sql, ref, etl_pandas.UNIT_KEYS[task])
+        if d:
+            diffs[task] = d
+    return {"same_report": a == b, "report": a, "pandas_report": b, "table_diffs": diffs}
+
+
+# ---------------------------------------------------------------------------------------- output
+def _fmt(x: float | None, nd: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def table(runs: list[Run]) -> str:
+    head = f"{'step':<22} {'patients':>9} {'wall s':>9} {'peak RSS MiB':>13} {'tree RSS MiB':>13}  status"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        lines.append(
+            f"{'safellm data ' + r.step if r.step != 'pandas' else 'pandas reference':<22} "
+            f"{r.patients:>9,} {_fmt(r.wall_s):>9} {_fmt(r.peak_rss_mib, 0):>13} "
+            f"{_fmt(r.tree_rss_mib, 0):>13}  {r.status}"
+        )
+    return "\n".join(lines)
+
+
+def ratios(b: Run, p: Run) -> dict[str, float | None]:
+    if not (b.ok and p.ok and b.wall_s and b.peak_rss_mib and p.wall_s and p.peak_rss_mib):
+        return {"wall": None, "memory": None}
+    return {"wall": p.wall_s / b.wall_s, "memory": p.peak_rss_mib / b.peak_rss_mib}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--patients", type=int, default=46000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".safellm" / "bench")
+    ap.add_argument("--skip-pandas", action="store_true", help="time synth and build only")
+    ap.add_argument(
+        "--pandas-patients",
+        type=int,
+        default=None,
+        help="also run pandas (and the build) on a hospital of M patients",
+    )
+    ap.add_argument("--pandas-timeout", type=float, default=1800.0, help="seconds [1800]")
+    ap.add_argument(
+        "--pandas-max-rss-gb", type=float, default=18.0, help="stop pandas above this RSS [18]"
+    )
+    args = ap.parse_args(argv)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {mem_gib:.1f} GiB RAM"
+    print(f"ETL benchmark on {machine}; workdir {workdir}", flush=True)
+
+    sizes = [args.patients]
+    if args.pandas_patients and args.pandas_patients != args.patients:
+        sizes.append(args.pandas_patients)
+    runs: list[Run] = []
+    results: dict[str, object] = {"machine": machine, "sizes": {}}
+    for n in sizes:
+        print(f"\n[{n:,} patients] synth ...", flush=True)
+        hospital, s = synth(workdir, n, args.seed)
+        print(f"  synth: {s.status}, {_fmt(s.wall_s)} s, {_fmt(s.peak_rss_mib, 0)} MiB", flush=True)
+        print(f"[{n:,} patients] build (DuckDB) ...", flush=True)
+        build_out, b = build(workdir, hospital, n)
+        print(f"  build: {b.status}, {_fmt(b.wall_s)} s, {_fmt(b.peak_rss_mib, 0)} MiB", flush=True)
+        p = Run("pandas", n, status="skipped")
+        check: dict[str, object] = {}
+        if not args.skip_pandas:
+            print(f"[{n:,} patients] pandas reference ...", flush=True)
+            pandas_out, p = pandas_ref(
+                workdir, hospital, n, args.pandas_timeout, args.pandas_max_rss_gb
+            )
+            print(
+                f"  pandas: {p.status}, {_fmt(p.wall_s)} s, {_fmt(p.peak_rss_mib, 0)} MiB",
+                flush=True,
+            )
+            if b.ok and p.ok:
+                check = compare(build_out, pandas_out)
+        runs += [s, b, p]
+        results["sizes"][str(n)] = {  # type: ignore[index]
+            "synth": asdict(s),
+            "build": asdict(b),
+            "pandas": asdict(p),
+            "ratio_pandas_over_duckdb": ratios(b, p),
+            "check": check,
+        }
+
+    print("\n" + table(runs))
+    print()
+    for n in sizes:
+        r = results["sizes"][str(n)]  # type: ignore[index]
+        b, p = r["build"], r["pandas"]
+        rt = r["ratio_pandas_over_duckdb"]
+        chk = r["check"]
+        print(f"{n:,} patients:")
+        if rt["wall"] is not None:
+            print(f"  pandas / DuckDB: wall x{rt['wall']:.1f}, peak memory x{rt['memory']:.1f}")
+        else:
+            print(f"  pandas / DuckDB: n/a (pandas {p['status']})")
+        if chk:
+            same_tables = not chk["table_diffs"]
+            print(
+                f"  same cohort_report: {'yes' if chk['same_report'] else 'NO'}; "
+                f"same tables: {'yes' if same_tables else 'NO'}"
+            )
+            for task, d in chk["table_diffs"].items():
+                for line in d[:5]:
+                    print(f"    {task}: {line}")
+        mem_ok = b["peak_rss_mib"] is not None and b["peak_rss_mib"] < TARGET_BUILD_RSS_MIB
+        print(
+            f"  target build peak memory < 4 GiB: "
+            f"{'MET' if mem_ok else 'MISSED'} ({_fmt(b['peak_rss_mib'], 0)} MiB)"
+        )
+        if rt["wall"] is not None:
+            fast = rt["wall"] >= TARGET_SPEEDUP
+            print(
+                f"  target build >= {TARGET_SPEEDUP:.0f}x faster than pandas: "
+                f"{'MET' if fast else 'MISSED'} (x{rt['wall']:.1f})"
+            )
+        else:
+            print(f"  target build >= {TARGET_SPEEDUP:.0f}x faster than pandas: not measured")
+    out = workdir / "etl_bench.json"
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nfigures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
