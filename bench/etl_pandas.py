@@ -258,14 +258,23 @@ def demographics(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return _per_unit(u, out)
 
 
-def _earlier_admissions(u: pd.DataFrame, adm: pd.DataFrame, own: bool = False) -> pd.DataFrame:
-    """(unit, admission) pairs of the same patient admitted before the unit (plus its own one)."""
+def _earlier_admissions(
+    u: pd.DataFrame, adm: pd.DataFrame, own: bool = False, coded: bool = False
+) -> pd.DataFrame:
+    """(unit, admission) pairs of the same patient admitted before the unit (plus its own one).
+
+    `coded`: only earlier admissions discharged before the prediction time (codes come at discharge).
+    """
     b = adm.dropna(subset=["subject_id", "hadm_id"])[
         ["subject_id", "hadm_id", "admittime", "dischtime"]
     ].rename(columns={"hadm_id": "b_hadm_id", "admittime": "b_admittime", "dischtime": "b_disch"})
-    p = u[["unit_id", "subject_id", "hadm_id", "admittime"]].merge(b, on="subject_id")
+    p = u[["unit_id", "subject_id", "hadm_id", "admittime", "prediction_time"]].merge(
+        b, on="subject_id"
+    )
     other = (p["b_hadm_id"] != p["hadm_id"]).fillna(False).astype(bool)
     keep = (p["b_admittime"] < p["admittime"]) & other
+    if coded:
+        keep &= (p["b_disch"] < p["prediction_time"]).fillna(False).astype(bool)
     if own:
         keep |= (p["b_hadm_id"] == p["hadm_id"]).fillna(False).astype(bool)
     return p[keep]
@@ -323,7 +332,7 @@ def elixhauser_codes(diag: pd.DataFrame) -> pd.DataFrame:
 
 def comorbidity(u: pd.DataFrame, t: dict[str, pd.DataFrame], task: str) -> pd.DataFrame:
     # ICD codes are coded at discharge: the current admission's only when predicting at discharge.
-    seen = _earlier_admissions(u, t["ADMISSIONS"], own=task == "readmission")
+    seen = _earlier_admissions(u, t["ADMISSIONS"], own=task == "readmission", coded=True)
     seen = seen[["unit_id", "b_hadm_id"]].drop_duplicates()
     diag = t["DIAGNOSES_ICD"].dropna(subset=["hadm_id", "icd9_code"])
     groups = (
@@ -342,7 +351,7 @@ def comorbidity(u: pd.DataFrame, t: dict[str, pd.DataFrame], task: str) -> pd.Da
 def code_counts(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     n_diag = t["DIAGNOSES_ICD"].groupby("hadm_id").size()
     n_proc = t["PROCEDURES_ICD"].groupby("hadm_id").size()
-    prior = _earlier_admissions(u, t["ADMISSIONS"])
+    prior = _earlier_admissions(u, t["ADMISSIONS"], coded=True)
     n_prior = prior["b_hadm_id"].map(n_diag).fillna(0).groupby(prior["unit_id"]).sum()
     out = pd.DataFrame(
         {
@@ -409,8 +418,10 @@ def events(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     micro = t["MICROBIOLOGYEVENTS"].dropna(subset=["hadm_id", "org_name"])
     mc = base.merge(micro, on="hadm_id")
-    known = mc["charttime"].fillna(mc["chartdate"] + DAY)  # a date alone: known at day's end
-    mc = mc[known < mc["prediction_time"]]
+    # a time: known strictly before the prediction; a date alone: known at the day's end
+    timed_ok = mc["charttime"] < mc["prediction_time"]
+    dated_ok = mc["chartdate"] + DAY <= mc["prediction_time"]
+    mc = mc[timed_ok.where(mc["charttime"].notna(), dated_ok).fillna(False).astype(bool)]
     mc = mc.assign(when=mc["charttime"].fillna(mc["chartdate"]))
     cultures = mc.drop_duplicates(["unit_id", "when", "org_name"]).groupby("unit_id").size()
 
@@ -424,7 +435,8 @@ def events(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     sv = base.merge(t["SERVICES"].dropna(subset=["hadm_id"]), on="hadm_id")
     sv = sv[sv["transfertime"] < sv["prediction_time"]]
     n_services = sv.groupby("unit_id").size()
-    named = sv[sv["curr_service"].notna()].sort_values(["unit_id", "transfertime"])
+    # latest named service; equal times break towards the larger name
+    named = sv[sv["curr_service"].notna()].sort_values(["unit_id", "transfertime", "curr_service"])
     last_service = named.groupby("unit_id")["curr_service"].last()
 
     counts = pd.DataFrame(

@@ -99,7 +99,9 @@ def synthesize_hospital(settings: Settings, patients: int, out_dir: Path | None,
     return target
 
 
-def build_data(settings: Settings, source: Path, out_dir: Path | None) -> dict[str, Any]:
+def build_data(
+    settings: Settings, source: Path, out_dir: Path | None, notes: bool = True
+) -> dict[str, Any]:
     """Build cohorts + features (with a progress bar); return the cohort report."""
     from safellm.data.build import build_dataset, build_steps
 
@@ -111,6 +113,7 @@ def build_data(settings: Settings, source: Path, out_dir: Path | None) -> dict[s
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads,
             progress=advance,
+            notes=notes,
         )
     console.print(f"[green]wrote[/] {result.out_dir} in {result.seconds:.1f} s")
     if result.skipped_tables:
@@ -167,6 +170,9 @@ def data_build(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --synthetic.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    no_notes: Annotated[
+        bool, typer.Option("--no-notes", help="Skip the notes export (cohorts + features only).")
+    ] = False,
 ) -> None:
     """Build cohort and feature tables (Parquet) and cohort_report.json."""
     settings = _settings()
@@ -178,7 +184,7 @@ def data_build(
         else:
             assert mimic_dir is not None
             source = mimic_dir
-        report = build_data(settings, source, out_dir)
+        report = build_data(settings, source, out_dir, notes=not no_notes)
     except SafeLLMError as exc:
         raise _fail(exc) from exc
     if as_json:

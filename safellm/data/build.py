@@ -50,19 +50,25 @@ def _source_fingerprint(folder: mimic.MimicFolder) -> str:
     return h.hexdigest()[:16]
 
 
-def _export_notes(con: duckdb.DuckDBPyConnection, tmp: Path, skipped: list[str]) -> None:
-    """Notes of cohort admissions (MIMIC's iserror rows dropped), for evidence retrieval later."""
+def _export_notes(con: duckdb.DuckDBPyConnection, folder: mimic.MimicFolder, tmp: Path) -> None:
+    """Notes (MIMIC's iserror rows dropped), read straight from the file, for evidence retrieval."""
     cols = "subject_id, hadm_id, chartdate, charttime, category, description, text"
-    where = (
-        "coalesce(iserror, '') = '' AND text IS NOT NULL"
-        if "NOTEEVENTS" not in skipped
-        else "false"
+    present = "NOTEEVENTS" in folder.files
+    source = (
+        "raw_noteevents WHERE coalesce(iserror, '') = '' AND text IS NOT NULL"
+        if present
+        else "(SELECT NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, NULL::TIMESTAMP AS "
+        "chartdate, NULL::TIMESTAMP AS charttime, NULL AS category, NULL AS description, "
+        "NULL AS text) WHERE false"
     )
-    con.execute(
-        f"COPY (SELECT row_number() OVER (ORDER BY hadm_id, chartdate, charttime) AS note_id, "
-        f"{cols} FROM noteevents WHERE {where} ORDER BY note_id) "
-        f"TO '{mimic._sql_path(tmp / 'notes.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
-    )
+    try:
+        con.execute(
+            f"COPY (SELECT row_number() OVER (ORDER BY hadm_id, chartdate, charttime) AS note_id, "
+            f"{cols} FROM {source} ORDER BY note_id) "
+            f"TO '{mimic._sql_path(tmp / 'notes.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+    except duckdb.Error as exc:
+        raise mimic.read_error(folder, "NOTEEVENTS", exc) from exc
 
 
 def build_dataset(
@@ -72,8 +78,11 @@ def build_dataset(
     memory_limit: str = "2GB",
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
+    notes: bool = True,
 ) -> BuildResult:
-    """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`."""
+    """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`.
+
+    `notes=False` skips the notes export (the benchmark compares cohorts + features only)."""
     started = time.perf_counter()
     folder = mimic.open_mimic(source)  # validates presence and headers before any write
     out_dir = Path(out_dir)
@@ -84,9 +93,8 @@ def build_dataset(
     step = progress or (lambda _name: None)
     try:
         spill = tmp / "spill"
-        con = mimic.connect(
-            tmp / "work.duckdb", memory_limit=memory_limit, threads=threads, temp_dir=spill
-        )
+        # in memory, spilling to `spill` beyond the memory cap
+        con = mimic.connect(":memory:", memory_limit=memory_limit, threads=threads, temp_dir=spill)
         try:
             mimic.stage(con, folder, on_table=lambda n: step(f"stage {n}"))
             skipped = folder.absent_optional
@@ -102,11 +110,11 @@ def build_dataset(
                 report[task] = cohort_report(con, task)
                 features[task] = [f.name for f in kept]
                 step(f"features {task}")
-            _export_notes(con, tmp, skipped)
+            if notes:
+                _export_notes(con, folder, tmp)
             step("notes")
         finally:
             con.close()
-        (tmp / "work.duckdb").unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         manifest = {

@@ -35,7 +35,9 @@ def _ids(values: tuple[str, ...] | tuple[int, ...]) -> str:
 def _demographics(c: str) -> str:
     return f"""
     SELECT u.unit_id,
-      least((epoch(a.admittime) - epoch(p.dob)) / (365.25 * {_DAY}), 90.0) AS age,
+      -- least() skips NULLs: guard it so that a missing DOB stays missing
+      CASE WHEN p.dob IS NULL THEN NULL
+           ELSE least((epoch(a.admittime) - epoch(p.dob)) / (365.25 * {_DAY}), 90.0) END AS age,
       upper(p.gender) AS sex,
       CASE
         WHEN a.ethnicity IS NULL THEN 'UNKNOWN'
@@ -111,7 +113,8 @@ def _comorbidity(c: str, task: str) -> str:
     WITH seen AS (
       SELECT DISTINCT u.unit_id, b.hadm_id
       FROM {c} u JOIN admissions b ON b.subject_id = u.subject_id
-        AND ((b.admittime < u.admittime AND b.hadm_id <> u.hadm_id) {own})
+        AND ((b.admittime < u.admittime AND b.hadm_id <> u.hadm_id
+              AND b.dischtime < u.prediction_time) {own})
     ), groups AS (
       SELECT DISTINCT s.unit_id, e.grp, e.weight
       FROM seen s JOIN diagnoses_icd d ON d.hadm_id = s.hadm_id
@@ -133,7 +136,7 @@ def _code_counts(c: str) -> str:
       (SELECT count(*) FROM procedures_icd p WHERE p.hadm_id = u.hadm_id) AS n_proc_current,
       (SELECT count(*) FROM diagnoses_icd d JOIN admissions b ON b.hadm_id = d.hadm_id
         WHERE b.subject_id = u.subject_id AND b.admittime < u.admittime
-          AND b.hadm_id <> u.hadm_id) AS n_diag_prior
+          AND b.hadm_id <> u.hadm_id AND b.dischtime < u.prediction_time) AS n_diag_prior
     FROM {c} u
     """
 
@@ -164,27 +167,34 @@ def _medications(c: str) -> str:
 
 
 def _labs(c: str) -> str:
+    """Per unit and lab item first (one hash aggregation), then one column per item and statistic.
+
+    "last" is the value at the latest chart time; equal times break towards the larger value.
+    """
     parts = []
     for stem, (itemid, _, _) in LABS.items():
-        f = f"FILTER (WHERE l.itemid = {itemid} AND l.valuenum IS NOT NULL)"
+        f = f"FILTER (WHERE a.itemid = {itemid})"
         parts += [
-            f"arg_max(l.valuenum, l.order_key) {f} AS lab_{stem}_last",
-            f"min(l.valuenum) {f} AS lab_{stem}_min",
-            f"max(l.valuenum) {f} AS lab_{stem}_max",
-            f"count(*) FILTER (WHERE l.itemid = {itemid} AND lower(l.flag) = 'abnormal') "
-            f"AS lab_{stem}_n_abnormal",
+            f"any_value(a.vlast) {f} AS lab_{stem}_last",
+            f"any_value(a.vmin) {f} AS lab_{stem}_min",
+            f"any_value(a.vmax) {f} AS lab_{stem}_max",
+            f"coalesce(any_value(a.nab) {f}, 0) AS lab_{stem}_n_abnormal",
         ]
     body = ",\n      ".join(parts)
     return f"""
-    WITH l AS (
-      SELECT u.unit_id, e.itemid, e.valuenum, e.flag,
-             (e.charttime, e.valuenum) AS order_key
+    WITH a AS (
+      SELECT u.unit_id, e.itemid,
+        arg_max(e.valuenum, (e.charttime, e.valuenum)) FILTER (WHERE e.valuenum IS NOT NULL)
+          AS vlast,
+        min(e.valuenum) AS vmin, max(e.valuenum) AS vmax,
+        count(*) FILTER (WHERE e.abnormal) AS nab
       FROM {c} u JOIN labevents e ON e.subject_id = u.subject_id
       WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
+      GROUP BY u.unit_id, e.itemid
     )
     SELECT u.unit_id,
       {body}
-    FROM {c} u LEFT JOIN l ON l.unit_id = u.unit_id
+    FROM {c} u LEFT JOIN a ON a.unit_id = u.unit_id
     GROUP BY u.unit_id
     """
 
@@ -196,7 +206,8 @@ def _micro_transfers_services(c: str) -> str:
       (SELECT count(DISTINCT (coalesce(m.charttime, m.chartdate), m.org_name))
          FROM microbiologyevents m
         WHERE m.hadm_id = u.hadm_id AND m.org_name IS NOT NULL
-          AND coalesce(m.charttime, m.chartdate + INTERVAL 1 DAY) < u.prediction_time
+          AND CASE WHEN m.charttime IS NOT NULL THEN m.charttime < u.prediction_time
+                   ELSE m.chartdate + INTERVAL 1 DAY <= u.prediction_time END
       ) AS n_positive_cultures,
       (SELECT count(*) FROM transfers t
         WHERE t.hadm_id = u.hadm_id AND lower(t.eventtype) = 'transfer'
@@ -207,28 +218,32 @@ def _micro_transfers_services(c: str) -> str:
       ) AS n_icu_transfers,
       (SELECT count(*) FROM services s
         WHERE s.hadm_id = u.hadm_id AND s.transfertime < u.prediction_time) AS n_services,
-      (SELECT arg_max(s.curr_service, s.transfertime) FROM services s
-        WHERE s.hadm_id = u.hadm_id AND s.transfertime < u.prediction_time) AS last_service
+      (SELECT arg_max(s.curr_service, (s.transfertime, s.curr_service)) FROM services s
+        WHERE s.hadm_id = u.hadm_id AND s.transfertime < u.prediction_time
+          AND s.curr_service IS NOT NULL) AS last_service
     FROM {c} u
     """
 
 
 def _vitals(c: str) -> str:
-    parts = []
-    for stem, (items, _, _) in VITALS.items():
-        parts.append(
-            f"arg_max(v.valuenum, v.order_key) FILTER (WHERE v.itemid IN {_ids(items)}) "
-            f"AS vital_{stem}_last"
-        )
+    """Last value of each vital sign in the 24 h before the prediction time (same tie rule)."""
+    cases = " ".join(
+        f"WHEN e.itemid IN {_ids(items)} THEN '{stem}'" for stem, (items, _, _) in VITALS.items()
+    )
+    cols = ", ".join(
+        f"any_value(v.vlast) FILTER (WHERE v.vital = '{stem}') AS vital_{stem}_last"
+        for stem in VITALS
+    )
     return f"""
     WITH v AS (
-      SELECT u.unit_id, e.itemid, e.valuenum,
-             (e.charttime, e.valuenum) AS order_key
+      SELECT u.unit_id, CASE {cases} END AS vital,
+        arg_max(e.valuenum, (e.charttime, e.valuenum)) AS vlast
       FROM {c} u JOIN chartevents e ON e.subject_id = u.subject_id
       WHERE e.charttime >= u.prediction_time - INTERVAL 24 HOUR
-        AND e.charttime < u.prediction_time AND e.valuenum IS NOT NULL
+        AND e.charttime < u.prediction_time
+      GROUP BY ALL
     )
-    SELECT u.unit_id, {", ".join(parts)}
+    SELECT u.unit_id, {cols}
     FROM {c} u LEFT JOIN v ON v.unit_id = u.unit_id
     GROUP BY u.unit_id
     """

@@ -16,6 +16,7 @@ import gzip
 import io
 import logging
 import re
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,11 @@ class TableSpec:
     required: bool = True
     # Optional row filter applied while staging (keeps huge tables small).
     where: str | None = None
+    # Optional SELECT list used when staging (default: the typed columns as they are).
+    select: str | None = None
     big_text: bool = False
+    # Read straight from the file when needed instead of being staged (large free text).
+    staged: bool = True
 
 
 LAB_PANEL_ITEMIDS = (51222, 50912, 51006, 50983, 50971, 51301, 51265, 50813, 50882, 50931, 50862)
@@ -110,6 +115,9 @@ TABLES: dict[str, TableSpec] = {
                 "flag": _S,
             },
             where=f"itemid IN {LAB_PANEL_ITEMIDS}",
+            # Labs are matched on patient and time, so the admission id is not kept.
+            select="subject_id, itemid::INTEGER AS itemid, charttime, valuenum, "
+            "coalesce(lower(flag) = 'abnormal', false) AS abnormal",
         ),
         TableSpec(
             "MICROBIOLOGYEVENTS",
@@ -127,7 +135,8 @@ TABLES: dict[str, TableSpec] = {
             "CHARTEVENTS",
             {"subject_id": _I, "hadm_id": _I, "itemid": _I, "charttime": _T, "valuenum": _F},
             required=False,
-            where=f"itemid IN {VITAL_ITEMIDS}",
+            where=f"itemid IN {VITAL_ITEMIDS} AND valuenum IS NOT NULL",
+            select="subject_id, itemid::INTEGER AS itemid, charttime, valuenum",
         ),
         TableSpec(
             "NOTEEVENTS",
@@ -143,6 +152,7 @@ TABLES: dict[str, TableSpec] = {
             },
             required=False,
             big_text=True,
+            staged=False,
         ),
     ]
 }
@@ -248,6 +258,7 @@ def connect(
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute(f"SET threads={int(threads)}")
     con.execute("SET preserve_insertion_order=false")
+    con.execute("SET enable_progress_bar=false")
     con.execute("SET autoinstall_known_extensions=false")
     con.execute("SET autoload_known_extensions=false")
     if temp_dir is not None:
@@ -272,28 +283,56 @@ def stage(
 ) -> None:
     """Read every table once into a DuckDB table named like it (lower case), needed columns only.
 
-    Absent optional tables become empty tables of the right shape, so the feature SQL stays one
-    piece of code; the features that need them are dropped later.
+    The largest table (LABEVENTS) is read on a second connection while the others are staged, so
+    gzip decompression of the big file overlaps with the rest. Absent optional tables become empty
+    tables of the right shape, so the feature SQL stays one piece of code; the features that need
+    them are dropped later. Tables marked `staged=False` are read from their view when needed.
     """
     create_views(con, folder)
-    for name, spec in TABLES.items():
-        cols = ", ".join(f"{c}" for c in spec.columns)
-        table = name.lower()
-        if name not in folder.files:
-            typed = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
-            con.execute(f"CREATE OR REPLACE TABLE {table} ({typed})")
-        else:
-            where = f" WHERE {spec.where}" if spec.where else ""
-            try:
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM raw_{table}{where}"
-                )
-            except duckdb.Error as exc:
-                raise DataFormatError(
-                    f"{folder.files[name]}: cannot read table {name}: {_short(exc)}"
-                ) from exc
-        if on_table is not None:
-            on_table(name)
+    big = "LABEVENTS"
+    errors: list[BaseException] = []
+
+    def stage_big() -> None:
+        try:
+            _stage_one(con.cursor(), folder, big)
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=stage_big, name="stage-labevents")
+    worker.start()
+    try:
+        for name in TABLES:
+            if name != big and TABLES[name].staged:
+                _stage_one(con, folder, name)
+                if on_table is not None:
+                    on_table(name)
+    finally:
+        worker.join()
+    if errors:
+        raise errors[0]
+    if on_table is not None:
+        on_table(big)
+
+
+def _stage_one(con: duckdb.DuckDBPyConnection, folder: MimicFolder, name: str) -> None:
+    spec = TABLES[name]
+    table = name.lower()
+    if name in folder.files:
+        source = f"raw_{table}" + (f" WHERE {spec.where}" if spec.where else "")
+    else:  # absent optional table: an empty one of the same shape
+        typed = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _empty_{table} ({typed})")
+        source = f"_empty_{table}"
+    cols = spec.select or ", ".join(spec.columns)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM {source}")
+    except duckdb.Error as exc:
+        raise read_error(folder, name, exc) from exc
+
+
+def read_error(folder: MimicFolder, name: str, exc: duckdb.Error) -> DataFormatError:
+    """A DuckDB failure while reading table `name`, as a DataFormatError naming its file."""
+    return DataFormatError(f"{folder.files[name]}: cannot read table {name}: {_short(exc)}")
 
 
 def _short(exc: Exception) -> str:

@@ -3,7 +3,7 @@
 Two independent implementations of the cohort and feature definitions, compared unit by unit on the
 MIMIC-III demo, on a small synthetic hospital and on the demo with boundary cases appended (every
 rule's edge, plus a CHARTEVENTS table so the vital signs are compared too): this cross-validates the
-SQL. Where the SQL departs from the definitions, the comparison is a strict xfail naming the bug.
+SQL.
 """
 
 from __future__ import annotations
@@ -309,25 +309,13 @@ def test_synthetic_tables_match_pandas_reference(synthetic: Built, task: str) ->
 
 @pytest.mark.parametrize("task", TASKS)
 def test_edge_case_tables_match_pandas_reference(edge: Built, task: str) -> None:
-    """Every rule's boundary, vital signs included (age: see the next test)."""
+    """Every rule's boundary, vital signs and a patient without a DOB included."""
     result, ref = edge
     assert "vital_heart_rate_last" in result.features[task]
     assert ref[task]["subject_id"].isin([99001, 99002]).sum() > 0
-    _check(edge, task, ignore=("age",))
-    sql = pd.read_parquet(result.out_dir / f"{task}.parquet")
-    with_dob = ["subject_id", "hadm_id", "icustay_id", "age"]
-    keep_sql, keep_ref = sql["subject_id"] != NO_DOB, ref[task]["subject_id"] != NO_DOB
-    assert not etl.mismatches(
-        sql.loc[keep_sql, with_dob], ref[task].loc[keep_ref, with_dob], etl.UNIT_KEYS[task]
-    )
+    _check(edge, task)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQL bug (features.py _demographics): DuckDB's least() skips NULLs, so "
-    "least(NULL, 90.0) = 90.0 and a patient without a DOB gets age 90 (the cap) instead of a "
-    "missing age",
-)
 @pytest.mark.parametrize("task", ["readmission", "los"])
 def test_edge_case_age_without_dob_is_missing(edge: Built, task: str) -> None:
     result, ref = edge
