@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -20,11 +22,13 @@ from pydantic import BaseModel
 
 from safellm.data import mimic
 from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
-from safellm.data.features import build_features
+from safellm.data.features import aggregate_labs, assemble, compute_groups, pivot_labs
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "cohort_report.json"
+# Tables the cohort definitions read (staged first, so cohorts exist before the lab pass starts).
+COHORT_TABLES = ("PATIENTS", "ADMISSIONS", "ICUSTAYS")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -39,7 +43,8 @@ class BuildResult(BaseModel):
 
 def build_steps() -> list[str]:
     """Names of the progress steps, in order (for a progress bar's total)."""
-    return [f"stage {n}" for n in mimic.TABLES] + [f"features {t}" for t in TASKS] + ["notes"]
+    staged = [n for n, spec in mimic.TABLES.items() if spec.staged]
+    return [f"stage {n}" for n in staged] + [f"features {t}" for t in TASKS] + ["notes"]
 
 
 def _source_fingerprint(folder: mimic.MimicFolder) -> str:
@@ -48,6 +53,27 @@ def _source_fingerprint(folder: mimic.MimicFolder) -> str:
         st = folder.files[name].stat()
         h.update(f"{name}:{folder.files[name].name}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
+
+
+@contextmanager
+def _in_background(job: Callable[[], None]) -> Iterator[None]:
+    """Run `job` on a thread while the body runs; wait for it, and re-raise its error, on exit."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, name="safellm-background")
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+    if errors:
+        raise errors[0]
 
 
 def _export_notes(con: duckdb.DuckDBPyConnection, folder: mimic.MimicFolder, tmp: Path) -> None:
@@ -96,13 +122,31 @@ def build_dataset(
         # in memory, spilling to `spill` beyond the memory cap
         con = mimic.connect(":memory:", memory_limit=memory_limit, threads=threads, temp_dir=spill)
         try:
-            mimic.stage(con, folder, on_table=lambda n: step(f"stage {n}"))
             skipped = folder.absent_optional
+            mimic.create_views(con, folder)
+            mimic.stage(con, folder, list(COHORT_TABLES), on_table=lambda n: step(f"stage {n}"))
+            cohorts: dict[str, str] = {t: build_cohort(con, t) for t in TASKS}
+            # LABEVENTS, by far the largest table, is staged on a second connection while the other
+            # tables are staged and every feature group but the labs is computed.
+            with _in_background(lambda: mimic.stage_table(con.cursor(), folder, "LABEVENTS")):
+                rest = [
+                    n
+                    for n, s in mimic.TABLES.items()
+                    if s.staged and n not in COHORT_TABLES and n != "LABEVENTS"
+                ]
+                mimic.stage(con, folder, rest, on_table=lambda n: step(f"stage {n}"))
+                for task in TASKS:
+                    compute_groups(con, task, cohorts[task])
+                if notes:
+                    _export_notes(con, folder, tmp)
+                step("notes")
+            step("stage LABEVENTS")
+            aggregate_labs(con, cohorts)  # one pass over the staged labs for all tasks
+            pivot_labs(con, cohorts)
             report: dict[str, dict[str, float | int]] = {}
             features: dict[str, list[str]] = {}
             for task in TASKS:
-                cohort = build_cohort(con, task)
-                table, kept = build_features(con, task, cohort, tuple(skipped))
+                table, kept = assemble(con, task, cohorts[task], tuple(skipped))
                 con.execute(
                     f"COPY {table} TO '{mimic._sql_path(tmp / f'{task}.parquet')}' "
                     f"(FORMAT parquet, COMPRESSION zstd)"
@@ -110,9 +154,6 @@ def build_dataset(
                 report[task] = cohort_report(con, task)
                 features[task] = [f.name for f in kept]
                 step(f"features {task}")
-            if notes:
-                _export_notes(con, folder, tmp)
-            step("notes")
         finally:
             con.close()
         shutil.rmtree(spill, ignore_errors=True)

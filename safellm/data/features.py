@@ -166,11 +166,8 @@ def _medications(c: str) -> str:
     """
 
 
-def _labs(c: str) -> str:
-    """Per unit and lab item first (one hash aggregation), then one column per item and statistic.
-
-    "last" is the value at the latest chart time; equal times break towards the larger value.
-    """
+def _lab_pivot(agg: str, task: str, c: str) -> str:
+    """One column per lab item and statistic from the per-(unit, item) aggregates in `agg`."""
     parts = []
     for stem, (itemid, _, _) in LABS.items():
         f = f"FILTER (WHERE a.itemid = {itemid})"
@@ -182,21 +179,48 @@ def _labs(c: str) -> str:
         ]
     body = ",\n      ".join(parts)
     return f"""
-    WITH a AS (
-      SELECT u.unit_id, e.itemid,
-        arg_max(e.valuenum, (e.charttime, e.valuenum)) FILTER (WHERE e.valuenum IS NOT NULL)
-          AS vlast,
-        min(e.valuenum) AS vmin, max(e.valuenum) AS vmax,
-        count(*) FILTER (WHERE e.abnormal) AS nab
-      FROM {c} u JOIN labevents e ON e.subject_id = u.subject_id
-      WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
-      GROUP BY u.unit_id, e.itemid
-    )
     SELECT u.unit_id,
       {body}
-    FROM {c} u LEFT JOIN a ON a.unit_id = u.unit_id
+    FROM {c} u LEFT JOIN {agg} a ON a.unit_id = u.unit_id AND a.task = '{task}'
     GROUP BY u.unit_id
     """
+
+
+def aggregate_labs(
+    con: duckdb.DuckDBPyConnection, cohorts: dict[str, str], source: str = "labevents"
+) -> None:
+    """Table `lab_agg`: the labs of every task's units, per (task, unit, item), in ONE pass over
+    `source` (the staged table, or a subquery reading the file directly).
+
+    Labs count from 12 h before admission to the prediction time. "last" is the value at the latest
+    chart time; equal times break towards the larger value.
+    """
+    units = " UNION ALL ".join(
+        f"SELECT '{task}' AS task, unit_id, subject_id, admittime, prediction_time FROM {c}"
+        for task, c in cohorts.items()
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE lab_agg AS
+        SELECT u.task, u.unit_id, e.itemid,
+          arg_max(e.valuenum, (e.charttime, e.valuenum)) FILTER (WHERE e.valuenum IS NOT NULL)
+            AS vlast,
+          min(e.valuenum) AS vmin, max(e.valuenum) AS vmax,
+          count(*) FILTER (WHERE e.abnormal) AS nab
+        FROM ({units}) u JOIN {source} e ON e.subject_id = u.subject_id
+        WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
+        GROUP BY u.task, u.unit_id, e.itemid
+        """
+    )
+
+
+def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
+    """Temp tables `fg_<task>_labs` (one column per item and statistic) from `lab_agg`."""
+    for task, c in cohorts.items():
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS {_lab_pivot('lab_agg', task, c)}"
+        )
+    con.execute("DROP TABLE lab_agg")
 
 
 def _micro_transfers_services(c: str) -> str:
@@ -249,38 +273,59 @@ def _vitals(c: str) -> str:
     """
 
 
-def build_features(
-    con: duckdb.DuckDBPyConnection,
-    task: str,
-    cohort_table: str,
-    absent_tables: tuple[str, ...] = (),
-) -> tuple[str, list[Feature]]:
-    """Create table `features_<task>`: cohort columns + the task's features.
-
-    Returns the table name and the features it holds (those whose source tables are present).
-    """
-    c = cohort_table
-    _elix_map(con)
-    groups = {
+def _groups(task: str, c: str) -> dict[str, str]:
+    return {
         "demo": _demographics(c),
         "util": _utilisation(c),
         "icu": _icu(c),
         "elix": _comorbidity(c, task),
         "codes": _code_counts(c),
         "meds": _medications(c),
-        "labs": _labs(c),
         "events": _micro_transfers_services(c),
         "vitals": _vitals(c),
     }
-    for name, sql in groups.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE fg_{name} AS {sql}")
+
+
+def compute_groups(con: duckdb.DuckDBPyConnection, task: str, cohort_table: str) -> None:
+    """Temp tables `fg_<task>_<group>` for every feature group but the labs (which need
+    LABEVENTS: see `aggregate_labs`)."""
+    _elix_map(con)
+    for name, sql in _groups(task, cohort_table).items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fg_{task}_{name} AS {sql}")
+
+
+def assemble(
+    con: duckdb.DuckDBPyConnection,
+    task: str,
+    cohort_table: str,
+    absent_tables: tuple[str, ...] = (),
+) -> tuple[str, list[Feature]]:
+    """Join the computed groups into table `features_<task>` (cohort columns + features).
+
+    Returns the table name and the features it holds (those whose source tables are present).
+    """
+    c = cohort_table
+    names = [*_groups(task, c), "labs"]
     kept = [f for f in features_for(task) if not set(f.sources) & set(absent_tables)]
-    joins = "\n".join(f"LEFT JOIN fg_{n} USING (unit_id)" for n in groups)
+    joins = "\n".join(f"LEFT JOIN fg_{task}_{n} USING (unit_id)" for n in names)
     cols = ", ".join(f.name for f in kept)
     table = f"features_{task}"
     con.execute(
         f"CREATE OR REPLACE TABLE {table} AS SELECT {c}.*, {cols} FROM {c} {joins} ORDER BY unit_id"
     )
-    for name in groups:
-        con.execute(f"DROP TABLE fg_{name}")
+    for n in names:
+        con.execute(f"DROP TABLE fg_{task}_{n}")
     return table, kept
+
+
+def build_features(
+    con: duckdb.DuckDBPyConnection,
+    task: str,
+    cohort_table: str,
+    absent_tables: tuple[str, ...] = (),
+) -> tuple[str, list[Feature]]:
+    """All feature groups for one task, then `assemble` (every table must be staged)."""
+    compute_groups(con, task, cohort_table)
+    aggregate_labs(con, {task: cohort_table})
+    pivot_labs(con, {task: cohort_table})
+    return assemble(con, task, cohort_table, absent_tables)

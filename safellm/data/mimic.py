@@ -16,7 +16,6 @@ import gzip
 import io
 import logging
 import re
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,56 +275,43 @@ def create_views(con: duckdb.DuckDBPyConnection, folder: MimicFolder) -> None:
         )
 
 
+def source_sql(folder: MimicFolder, name: str) -> str:
+    """A subquery reading table `name`'s needed columns straight from its file (not staged)."""
+    spec = TABLES[name]
+    where = f" WHERE {spec.where}" if spec.where else ""
+    return f"(SELECT {spec.select or ', '.join(spec.columns)} FROM raw_{name.lower()}{where})"
+
+
 def stage(
     con: duckdb.DuckDBPyConnection,
     folder: MimicFolder,
+    names: list[str] | None = None,
     on_table: Callable[[str], None] | None = None,
 ) -> None:
-    """Read every table once into a DuckDB table named like it (lower case), needed columns only.
+    """Read tables (default: every staged one) into DuckDB tables named like them (lower case),
+    needed columns only.
 
-    The largest table (LABEVENTS) is read on a second connection while the others are staged, so
-    gzip decompression of the big file overlaps with the rest. Absent optional tables become empty
-    tables of the right shape, so the feature SQL stays one piece of code; the features that need
-    them are dropped later. Tables marked `staged=False` are read from their view when needed.
+    Absent optional tables become empty tables of the right shape, so the feature SQL stays one
+    piece of code; the features that need them are dropped later. Tables marked `staged=False`
+    are read from their view when needed.
     """
-    create_views(con, folder)
-    big = "LABEVENTS"
-    errors: list[BaseException] = []
-
-    def stage_big() -> None:
-        try:
-            _stage_one(con.cursor(), folder, big)
-        except BaseException as exc:  # re-raised in the calling thread
-            errors.append(exc)
-
-    worker = threading.Thread(target=stage_big, name="stage-labevents")
-    worker.start()
-    try:
-        for name in TABLES:
-            if name != big and TABLES[name].staged:
-                _stage_one(con, folder, name)
-                if on_table is not None:
-                    on_table(name)
-    finally:
-        worker.join()
-    if errors:
-        raise errors[0]
-    if on_table is not None:
-        on_table(big)
+    for name in names if names is not None else [n for n, s in TABLES.items() if s.staged]:
+        stage_table(con, folder, name)
+        if on_table is not None:
+            on_table(name)
 
 
-def _stage_one(con: duckdb.DuckDBPyConnection, folder: MimicFolder, name: str) -> None:
+def stage_table(con: duckdb.DuckDBPyConnection, folder: MimicFolder, name: str) -> None:
     spec = TABLES[name]
     table = name.lower()
     if name in folder.files:
-        source = f"raw_{table}" + (f" WHERE {spec.where}" if spec.where else "")
+        source = source_sql(folder, name)
     else:  # absent optional table: an empty one of the same shape
         typed = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
         con.execute(f"CREATE OR REPLACE TEMP TABLE _empty_{table} ({typed})")
-        source = f"_empty_{table}"
-    cols = spec.select or ", ".join(spec.columns)
+        source = f"(SELECT {spec.select or '*'} FROM _empty_{table})"
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {cols} FROM {source}")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {source}")
     except duckdb.Error as exc:
         raise read_error(folder, name, exc) from exc
 
