@@ -263,16 +263,67 @@ def _print_training(summaries: list[Any]) -> None:
 
 
 @app.command("demo")
-def demo() -> None:
-    """The whole path on the embedded default: a synthetic hospital, its cohorts and features."""
+def demo(
+    n_boot: Annotated[int, typer.Option("--n-boot", min=20, help="Bootstrap replicates.")] = 100,
+) -> None:
+    """The whole path on the embedded default: a synthetic hospital, its cohorts and features, the
+    readmission model, and the Facts behind the highest-risk patient's prediction."""
     settings = _settings()
     try:
         source = synthesize_hospital(settings, settings.synthetic_patients, None, settings.seed)
         report = build_data(settings, source, None)
+        _print_report(report)
+        summaries = train_tasks(settings, "readmission", None, None, n_boot)
+        _print_training(summaries)
+        facts = highest_risk_facts(settings, "readmission")
     except SafeLLMError as exc:
         raise _fail(exc) from exc
-    _print_report(report)
-    out.print_json(json.dumps(report))
+    print_facts(facts)
+
+
+def highest_risk_facts(settings: Settings, task: str) -> Any:
+    """Facts for the unit with the highest predicted risk in the built cohort."""
+    import numpy as np
+
+    from safellm.risk.dataset import load_task
+    from safellm.risk.registry import load_bundle
+
+    td = load_task(settings.data_dir, task)
+    explainer = load_bundle(settings.home / "models", task).explainer()
+    _, output = explainer.attributions(td.frame)
+    return explainer.facts(td.frame.iloc[int(np.argmax(output))])
+
+
+def print_facts(facts: Any, top: int = 8) -> None:
+    p = facts.prediction
+    unit = f"ICU stay {facts.icustay_id}" if facts.icustay_id else f"admission {facts.hadm_id}"
+    risk = f"{p.risk:.1%}" if facts.task != "los" else f"{p.risk:.1f} days"
+    table = Table(
+        title=f"{facts.task}: {unit} (patient {facts.subject_id}) — predicted {risk}, "
+        f"band {p.band}; contributions in {p.space} (base {p.base_value:+.3f})"
+    )
+    for col, just in (
+        ("id", "left"),
+        ("feature", "left"),
+        ("value", "right"),
+        ("contribution", "right"),
+        ("direction", "left"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for c in facts.contributions[:top]:
+        value = (
+            "not measured"
+            if c.value is None
+            else (f"{c.value:g} {c.unit}" if isinstance(c.value, float) else f"{c.value}")
+        )
+        table.add_row(c.id, c.label, value, f"{c.shap:+.3f}", c.direction)
+    out.print(table)
+    rest = len(facts.contributions) - top
+    if rest > 0:
+        out.print(
+            f"  … and {rest} smaller contributions (model {facts.model}, "
+            f"bundle {facts.model_version})"
+        )
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import pandas as pd
@@ -24,6 +24,9 @@ from sklearn.pipeline import Pipeline
 from safellm import __version__
 from safellm.errors import ArtifactError, UnknownNameError
 from safellm.risk.evaluate import Estimate
+
+if TYPE_CHECKING:
+    from safellm.explain.shap import FactsExplainer
 
 BUNDLE_FILE = "bundle.joblib"
 META_FILE = "bundle.json"
@@ -57,7 +60,7 @@ class Bundle:
     background: pd.DataFrame
     path: Path
 
-    def explainer(self, model: str | None = None):  # type: ignore[no-untyped-def]
+    def explainer(self, model: str | None = None) -> FactsExplainer:
         """A FactsExplainer for `model` (default: the bundle's default model)."""
         from safellm.explain.shap import FactsExplainer
 

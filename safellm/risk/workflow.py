@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
 
 from safellm.risk import plots
@@ -132,10 +133,7 @@ def train_and_register(
 
     bundle = Bundle(
         meta=meta,
-        pipelines={
-            m: r.pipeline
-            for m, r in run.runs.items()  # type: ignore[misc]
-        },
+        pipelines={m: r.pipeline for m, r in run.runs.items() if r.pipeline is not None},
         background=_background(td.X, seed),
         path=run_dir,
     )
@@ -217,6 +215,6 @@ def train_and_register(
     )
 
 
-def _background(X, seed: int, n: int = 20000):  # type: ignore[no-untyped-def]
+def _background(X: pd.DataFrame, seed: int, n: int = 20000) -> pd.DataFrame:
     """Training rows kept for linear SHAP (all of them up to n; a seeded sample beyond)."""
     return X if len(X) <= n else X.sample(n=n, random_state=seed)
