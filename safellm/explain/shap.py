@@ -80,6 +80,20 @@ class FactsExplainer:
         contrib = sv @ self.group
         return contrib, self.base_value + contrib.sum(axis=1)
 
+    def global_view(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """For plots over many units: contributions, the matching raw values (NaN for categories)
+        and clinical labels — all three in this explainer's feature order."""
+        contrib, _ = self.attributions(X)
+        data = np.column_stack(
+            [
+                pd.to_numeric(X[n], errors="coerce").to_numpy(dtype=float)
+                if FEATURES[n].kind != "categorical"
+                else np.full(len(X), np.nan)
+                for n in self.features
+            ]
+        )
+        return contrib, data, [FEATURES[n].label for n in self.features]
+
     def risk(self, output: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-output)) if self.kind == "classification" else np.exp(output)
 

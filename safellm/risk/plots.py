@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,7 @@ from safellm.explain.facts import Facts
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -81,7 +82,9 @@ def beeswarm(
     exp = shap.Explanation(
         values=contrib, base_values=np.full(len(contrib), base), data=data, feature_names=labels
     )
-    shap.plots.beeswarm(exp, max_display=max_display, show=False)
+    with warnings.catch_warnings():  # categories have no numeric value to colour by (all NaN)
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        shap.plots.beeswarm(exp, max_display=max_display, show=False)
     fig = plt.gcf()
     fig.set_size_inches(8, 6)
     plt.title(title)
@@ -92,9 +95,13 @@ def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
     import shap
 
     c = facts.contributions
-    data = np.array([v.value if isinstance(v.value, float) else np.nan for v in c])
+    # shap prints "value = name"; categorical and missing values have no number to show
+    data = np.array([float(f"{x.value:.4g}") if isinstance(x.value, float) else np.nan for x in c])
     names = [
-        f"{x.label} = {x.value}" if x.value is not None else f"{x.label} = not measured" for x in c
+        f"{x.label} ({x.unit})"
+        if isinstance(x.value, float)
+        else f"{x.label}: {'not measured' if x.value is None else x.value}"
+        for x in c
     ]
     exp = shap.Explanation(
         values=np.array([x.shap for x in c]),
@@ -104,9 +111,12 @@ def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
     )
     shap.plots.waterfall(exp, max_display=max_display, show=False)
     fig = plt.gcf()
-    fig.set_size_inches(8, 6)
+    fig.set_size_inches(9, 6)
+    p = facts.prediction
+    risk = f"{p.risk:.1%}" if facts.task != "los" else f"{p.risk:.1f} days"
     plt.title(
-        f"{facts.task}: hadm {facts.hadm_id} — risk {facts.prediction.risk:.3g} "
-        f"({facts.prediction.space})"
+        f"{facts.task}, admission {facts.hadm_id}: predicted {risk} ({p.band}); "
+        f"contributions in {p.space}",
+        fontsize=10,
     )
     return _save(fig, path)

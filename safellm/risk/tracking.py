@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def log_run(
     import mlflow.sklearn
     import sklearn
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter about the store
     mlflow.set_tracking_uri(tracking_uri(home))
     exp_id = _experiment(mlflow, f"safellm-{task}", home)
     with mlflow.start_run(experiment_id=exp_id, run_name=version) as run:

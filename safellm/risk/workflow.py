@@ -138,9 +138,8 @@ def train_and_register(
         path=run_dir,
     )
     explainer = bundle.explainer()
-    contrib, output = explainer.attributions(td.frame)
-    labels = [f.label for f in td.features]
-    data = td.X.apply(lambda s: s if s.dtype != object else np.nan).to_numpy(dtype=float)
+    contrib, data, labels = explainer.global_view(td.frame)
+    output = explainer.base_value + contrib.sum(axis=1)
     plots.beeswarm(
         contrib,
         data,

@@ -50,9 +50,10 @@ def demo(mimic_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Buil
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    synth = pytest.importorskip("safellm.data.synthetic", reason="synthetic generator not there")
+    from safellm.data.synthetic import synthesize
+
     root = tmp_path_factory.mktemp("ref-synth")
-    synth.synthesize(root / "hospital", 200, seed=0)
+    synthesize(root / "hospital", 200, seed=0)
     return _both(root / "hospital", root / "data")
 
 

@@ -33,9 +33,9 @@ def test_cli_build_on_demo_pins_cohort_counts(mimic_demo_dir: Path, tmp_path: Pa
     for task in DEMO_REPORT:
         assert (out / f"{task}.parquet").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["skipped_tables"] == ["CHARTEVENTS", "NOTEEVENTS"] or manifest[
-        "skipped_tables"
-    ] == ["CHARTEVENTS"]
+    # the demo ships an empty NOTEEVENTS file and no CHARTEVENTS
+    assert manifest["skipped_tables"] == ["CHARTEVENTS"]
+    assert pd.read_parquet(out / "notes.parquet").empty
 
 
 def test_every_feature_column_is_in_the_catalogue(demo_build) -> None:

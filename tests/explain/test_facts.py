@@ -110,3 +110,23 @@ def test_fast_single_row_path_equals_the_pipeline_transform(fitted) -> None:  # 
     np.testing.assert_array_equal(
         ex._fast.transform(row), pre.transform(row.to_frame().T[ex.features]).astype(float)
     )
+
+
+def test_global_view_columns_line_up_with_features(fitted) -> None:  # type: ignore[no-untyped-def]
+    """Plots label column i with feature i: contributions, values and labels share one order."""
+    td, _, ex = fitted
+    contrib, data, labels = ex.global_view(td.frame)
+    assert contrib.shape == data.shape == (len(td.frame), len(ex.features))
+    for i, name in enumerate(ex.features):
+        assert labels[i] == FEATURES[name].label
+        if FEATURES[name].kind != "categorical":
+            np.testing.assert_array_equal(data[:, i], td.frame[name].to_numpy(dtype=float))
+    # changing one feature of one unit moves that feature's column (and no other) for linear models
+    if ex.model in ("logreg", "ridge"):
+        j = next(i for i, n in enumerate(ex.features) if n == "age")
+        frame = td.frame.iloc[[0]].copy()
+        before, _ = ex.attributions(frame)
+        frame["age"] = float(frame["age"].iloc[0]) + 10
+        after, _ = ex.attributions(frame)
+        moved = np.flatnonzero(~np.isclose(before[0], after[0]))
+        assert list(moved) == [j]
