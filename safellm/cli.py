@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,8 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
-out = Console()
+# wide enough for the metric tables when the output goes to a file or a pipe
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _settings() -> Settings:
