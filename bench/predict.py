@@ -48,17 +48,7 @@ def measure(model: str, td, args) -> dict[str, float]:  # type: ignore[no-untype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(td.X, _target(td))
-    ex = FactsExplainer(
-        pipe,
-        model=model,
-        task=args.task,
-        kind=td.kind,
-        numeric=td.numeric,
-        categorical=td.categorical,
-        background=td.X,
-        bands=(0.2, 0.5),
-        version="bench",
-    )
+    ex = FactsExplainer.for_task_data(pipe, model, td, bands=(0.2, 0.5), version="bench")
     rows = [td.frame.iloc[[i % len(td.frame)]] for i in range(args.reps)]
     it = iter(rows * 2)
     bare = timed(lambda: pipe.predict_proba(next(it)[ex.features]), args.reps)

@@ -22,7 +22,7 @@ from safellm.data.catalogue import (
     features_for,
 )
 
-__all__ = ["FEATURES", "build_features", "features_for"]
+__all__ = ["FEATURES", "aggregate_labs", "assemble", "compute_groups", "features_for", "pivot_labs"]
 
 _H = 3600
 _DAY = 86400
@@ -316,16 +316,3 @@ def assemble(
     for n in names:
         con.execute(f"DROP TABLE fg_{task}_{n}")
     return table, kept
-
-
-def build_features(
-    con: duckdb.DuckDBPyConnection,
-    task: str,
-    cohort_table: str,
-    absent_tables: tuple[str, ...] = (),
-) -> tuple[str, list[Feature]]:
-    """All feature groups for one task, then `assemble` (every table must be staged)."""
-    compute_groups(con, task, cohort_table)
-    aggregate_labs(con, {task: cohort_table})
-    pivot_labs(con, {task: cohort_table})
-    return assemble(con, task, cohort_table, absent_tables)

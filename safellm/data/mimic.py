@@ -285,17 +285,15 @@ def source_sql(folder: MimicFolder, name: str) -> str:
 def stage(
     con: duckdb.DuckDBPyConnection,
     folder: MimicFolder,
-    names: list[str] | None = None,
+    names: list[str],
     on_table: Callable[[str], None] | None = None,
 ) -> None:
-    """Read tables (default: every staged one) into DuckDB tables named like them (lower case),
-    needed columns only.
+    """Read the named tables into DuckDB tables named like them (lower case), needed columns only.
 
     Absent optional tables become empty tables of the right shape, so the feature SQL stays one
-    piece of code; the features that need them are dropped later. Tables marked `staged=False`
-    are read from their view when needed.
+    piece of code; the features that need them are dropped later.
     """
-    for name in names if names is not None else [n for n, s in TABLES.items() if s.staged]:
+    for name in names:
         stage_table(con, folder, name)
         if on_table is not None:
             on_table(name)

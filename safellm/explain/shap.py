@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from safellm.data.catalogue import FEATURES
 from safellm.explain.facts import Contribution, Facts, Prediction, Space, band_for
+from safellm.risk.dataset import TaskData
 from safellm.risk.pipelines import column_sources, is_tree
 
 
@@ -63,6 +64,29 @@ class FactsExplainer:
             self.explainer = shap.LinearExplainer(self.est, masker)
         ev = np.ravel(self.explainer.expected_value)
         self.base_value = float(ev[-1])
+
+    @classmethod
+    def for_task_data(
+        cls,
+        pipeline: Pipeline,
+        model: str,
+        td: TaskData,
+        *,
+        bands: tuple[float, float],
+        version: str,
+    ) -> FactsExplainer:
+        """An explainer for a pipeline fitted on `td`, with all of `td` as background."""
+        return cls(
+            pipeline,
+            model=model,
+            task=td.task,
+            kind=td.kind,
+            numeric=td.numeric,
+            categorical=td.categorical,
+            background=td.X,
+            bands=bands,
+            version=version,
+        )
 
     @property
     def space(self) -> Space:

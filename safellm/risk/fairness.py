@@ -29,6 +29,7 @@ from scipy.stats import rankdata
 from safellm.errors import UserInputError
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import Estimate
+from safellm.risk.plots import save_figure
 
 ATTRIBUTES: tuple[str, ...] = ("sex", "ethnicity_group", "insurance", "age_band")
 AGE_BANDS: tuple[str, ...] = ("<50", "50-64", "65-79", "80+")
@@ -537,6 +538,4 @@ def plot_fairness(report: FairnessReport, path: Path) -> Path:
         f"hatched: n < {report.min_group_n} (not in gaps)",
         fontsize=11,
     )
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120, tight=False)

@@ -35,6 +35,7 @@ from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import CLASSIFICATION, Estimate, Metric, bootstrap
 from safellm.risk.fairness import pyplot
 from safellm.risk.pipelines import MODELS, is_tree, make_pipeline
+from safellm.risk.plots import save_figure
 from safellm.risk.train import _check_size, outer_splitter
 
 STRATEGIES: dict[str, str] = {
@@ -324,9 +325,7 @@ def plot_pr_curves(report: ImbalanceReport, path: Path) -> Path:
         f"{report.n_splits}-fold grouped CV, n={report.n}, {report.positives} positives)",
         fontsize=10,
     )
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def plot_imbalance_metrics(report: ImbalanceReport, path: Path) -> Path:
@@ -369,6 +368,4 @@ def plot_imbalance_metrics(report: ImbalanceReport, path: Path) -> Path:
         f"bars 95 % patient-bootstrap CI",
         fontsize=9,
     )
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120, tight=False)

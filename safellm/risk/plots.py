@@ -16,10 +16,13 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from safellm.explain.facts import Facts
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Write a figure as PNG (creating the folder) and free it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -34,7 +37,7 @@ def pr_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: st
     ax.axhline(float(np.mean(y)), color="grey", ls="--", lw=1, label=f"prevalence {np.mean(y):.2f}")
     ax.set(xlabel="Recall", ylabel="Precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def calibration_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
@@ -48,7 +51,7 @@ def calibration_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, 
         xlabel="Mean predicted risk", ylabel="Observed rate", title=title, xlim=(0, 1), ylim=(0, 1)
     )
     ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def residuals(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
@@ -65,7 +68,7 @@ def residuals(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: st
         ylim=(0, top),
     )
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def beeswarm(
@@ -88,7 +91,7 @@ def beeswarm(
     fig = plt.gcf()
     fig.set_size_inches(8, 6)
     plt.title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
@@ -119,4 +122,4 @@ def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
         f"contributions in {p.space}",
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)

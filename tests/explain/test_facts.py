@@ -29,17 +29,7 @@ def fitted(request, demo_build):  # type: ignore[no-untyped-def]
     td = load_task(demo_build.out_dir, task)
     pipe = make_pipeline(model, td.numeric, td.categorical, seed=0)
     pipe.fit(td.X, _target(td))
-    ex = FactsExplainer(
-        pipe,
-        model=model,
-        task=task,
-        kind=td.kind,
-        numeric=td.numeric,
-        categorical=td.categorical,
-        background=td.X,
-        bands=(0.2, 0.5),
-        version="test",
-    )
+    ex = FactsExplainer.for_task_data(pipe, model, td, bands=(0.2, 0.5), version="test")
     return td, pipe, ex
 
 
