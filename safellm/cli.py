@@ -296,6 +296,17 @@ def highest_risk_facts(settings: Settings, task: str) -> Any:
     return explainer.facts(td.frame.iloc[int(np.argmax(output))])
 
 
+def _shown(value: float | str | None, unit: str) -> str:
+    """A raw feature value as a clinician reads it."""
+    if value is None:
+        return "not measured"
+    if isinstance(value, str):
+        return value
+    if unit == "yes/no":
+        return "yes" if value else "no"
+    return f"{value:g} {unit}"
+
+
 def print_facts(facts: Any, top: int = 8) -> None:
     p = facts.prediction
     unit = f"ICU stay {facts.icustay_id}" if facts.icustay_id else f"admission {facts.hadm_id}"
@@ -313,12 +324,7 @@ def print_facts(facts: Any, top: int = 8) -> None:
     ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for c in facts.contributions[:top]:
-        value = (
-            "not measured"
-            if c.value is None
-            else (f"{c.value:g} {c.unit}" if isinstance(c.value, float) else f"{c.value}")
-        )
-        table.add_row(c.id, c.label, value, f"{c.shap:+.3f}", c.direction)
+        table.add_row(c.id, c.label, _shown(c.value, c.unit), f"{c.shap:+.3f}", c.direction)
     out.print(table)
     rest = len(facts.contributions) - top
     if rest > 0:
