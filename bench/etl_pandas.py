@@ -418,10 +418,9 @@ def events(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     micro = t["MICROBIOLOGYEVENTS"].dropna(subset=["hadm_id", "org_name"])
     mc = base.merge(micro, on="hadm_id")
-    # a time: known strictly before the prediction; a date alone: known at the day's end
-    timed_ok = mc["charttime"] < mc["prediction_time"]
-    dated_ok = mc["chartdate"] + DAY <= mc["prediction_time"]
-    mc = mc[timed_ok.where(mc["charttime"].notna(), dated_ok).fillna(False).astype(bool)]
+    # the organism is known 72 h after the specimen (a date alone: after its day's end)
+    specimen = mc["charttime"].fillna(mc["chartdate"] + DAY)
+    mc = mc[(specimen + pd.Timedelta(hours=72) <= mc["prediction_time"]).fillna(False)]
     mc = mc.assign(when=mc["charttime"].fillna(mc["chartdate"]))
     cultures = mc.drop_duplicates(["unit_id", "when", "org_name"]).groupby("unit_id").size()
 

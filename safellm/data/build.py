@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from safellm.data import mimic
 from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
 from safellm.data.features import aggregate_labs, assemble, compute_groups, pivot_labs
+from safellm.fsutil import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +78,22 @@ def _in_background(job: Callable[[], None]) -> Iterator[None]:
 
 
 def _export_notes(con: duckdb.DuckDBPyConnection, folder: mimic.MimicFolder, tmp: Path) -> None:
-    """Notes (MIMIC's iserror rows dropped), read straight from the file, for evidence retrieval."""
+    """Notes (MIMIC's iserror rows dropped), read straight from the file, for evidence retrieval.
+
+    `note_id` is NOTEEVENTS' own row_id, so a cited note keeps its id across rebuilds."""
     cols = "subject_id, hadm_id, chartdate, charttime, category, description, text"
     present = "NOTEEVENTS" in folder.files
     source = (
         "raw_noteevents WHERE coalesce(iserror, '') = '' AND text IS NOT NULL"
         if present
-        else "(SELECT NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, NULL::TIMESTAMP AS "
+        else "(SELECT NULL::BIGINT AS row_id, NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, "
+        "NULL::TIMESTAMP AS "
         "chartdate, NULL::TIMESTAMP AS charttime, NULL AS category, NULL AS description, "
         "NULL AS text) WHERE false"
     )
     try:
         con.execute(
-            f"COPY (SELECT row_number() OVER (ORDER BY hadm_id, chartdate, charttime) AS note_id, "
-            f"{cols} FROM {source} ORDER BY note_id) "
+            f"COPY (SELECT row_id AS note_id, {cols} FROM {source} ORDER BY note_id) "
             f"TO '{mimic._sql_path(tmp / 'notes.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
         )
     except duckdb.Error as exc:
@@ -128,7 +131,8 @@ def build_dataset(
             cohorts: dict[str, str] = {t: build_cohort(con, t) for t in TASKS}
             # LABEVENTS, by far the largest table, is staged on a second connection while the other
             # tables are staged and every feature group but the labs is computed.
-            with _in_background(lambda: mimic.stage_table(con.cursor(), folder, "LABEVENTS")):
+            labs_con = con.cursor()  # a second connection to the same database, made here
+            with _in_background(lambda: mimic.stage_table(labs_con, folder, "LABEVENTS")):
                 rest = [
                     n
                     for n, s in mimic.TABLES.items()
@@ -168,7 +172,7 @@ def build_dataset(
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -180,15 +184,3 @@ def build_dataset(
         skipped_tables=skipped,
         seconds=time.perf_counter() - started,
     )
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put `new` in place of `target`; the old content is removed only after the swap."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)

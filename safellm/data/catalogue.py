@@ -494,7 +494,8 @@ def _catalogue() -> dict[str, Feature]:
             "Positive microbiology cultures",
             "organisms",
             "MICROBIOLOGYEVENTS",
-            "current admission, before the prediction time",
+            "current admission, specimens taken at least 72 h before the prediction time "
+            "(when the organism is reported)",
         ),
         Feature(
             "n_transfers",

@@ -230,8 +230,10 @@ def _micro_transfers_services(c: str) -> str:
       (SELECT count(DISTINCT (coalesce(m.charttime, m.chartdate), m.org_name))
          FROM microbiologyevents m
         WHERE m.hadm_id = u.hadm_id AND m.org_name IS NOT NULL
-          AND CASE WHEN m.charttime IS NOT NULL THEN m.charttime < u.prediction_time
-                   ELSE m.chartdate + INTERVAL 1 DAY <= u.prediction_time END
+          -- an organism is reported days after the specimen: count it 72 h after the specimen
+          -- time (a date alone: its day's end), not when the specimen was taken
+          AND coalesce(m.charttime, m.chartdate + INTERVAL 1 DAY) + INTERVAL 72 HOUR
+              <= u.prediction_time
       ) AS n_positive_cultures,
       (SELECT count(*) FROM transfers t
         WHERE t.hadm_id = u.hadm_id AND lower(t.eventtype) = 'transfer'

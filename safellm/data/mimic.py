@@ -140,6 +140,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "NOTEEVENTS",
             {
+                "row_id": _I,
                 "subject_id": _I,
                 "hadm_id": _I,
                 "chartdate": _T,

@@ -36,7 +36,11 @@ class FactsExplainer:
         background: pd.DataFrame,
         bands: tuple[float, float],
         version: str,
+        offset: float = 0.0,
     ) -> None:
+        """`offset` is added to the model's log-odds (prior correction of a class-weighted
+        classifier, fitted on out-of-fold predictions); it becomes part of the base value, so the
+        contributions still add up exactly to the reported risk."""
         import shap  # heavy: only when explaining
 
         self.pipeline = pipeline
@@ -63,7 +67,9 @@ class FactsExplainer:
             masker = shap.maskers.Independent(Xb, max_samples=len(Xb))
             self.explainer = shap.LinearExplainer(self.est, masker)
         ev = np.ravel(self.explainer.expected_value)
-        self.base_value = float(ev[-1])
+        self.offset = float(offset)
+        self.raw_base_value = float(ev[-1])
+        self.base_value = self.raw_base_value + self.offset
 
     @classmethod
     def for_task_data(

@@ -117,8 +117,13 @@ def model_card(
         parts += [
             "## Calibration",
             "Calibration slope (ideal 1) and intercept (calibration-in-the-large, ideal 0) are in "
-            "the table above. Class-weighted training inflates predicted probabilities: read the "
-            "risk as a ranking unless the calibration intercept's CI includes 0.",
+            "the table above, for the raw models. Class-weighted training inflates predicted "
+            "probabilities, so the reported risk adds a log-odds offset fitted on the out-of-fold "
+            "predictions (prior correction): "
+            + ", ".join(f"{m} {v:+.3f}" for m, v in meta.offsets.items())
+            + ". This restores calibration-in-the-large; it does not change rankings, AUROC or "
+            "the SHAP contributions (the offset is part of the base value). The slope is "
+            "unchanged: a slope below 1 means risks are too extreme at both ends.",
             "",
         ]
     if fairness is not None and not fairness.empty:

@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from safellm import __version__
 from safellm.errors import ArtifactError, UnknownNameError
+from safellm.fsutil import atomic_write_text, replace_dir
 from safellm.risk.evaluate import Estimate
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class BundleMeta(BaseModel):
     n_patients: int
     metrics: dict[str, dict[str, Estimate]]
     baseline: dict[str, Estimate] | None = None
+    # Per classifier: log-odds added to the model's output so that the mean predicted risk
+    # matches the observed rate (class weighting shifts it); fitted on out-of-fold predictions.
+    offsets: dict[str, float] = {}
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Bundle:
             background=self.background,
             bands=self.meta.bands,
             version=self.meta.version,
+            offset=self.meta.offsets.get(name, 0.0),
         )
 
 
@@ -121,15 +126,11 @@ def save_bundle(
         (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
         for name, src in (extra or {}).items():
             shutil.copy(src, tmp / name)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    latest_tmp = task_dir / f".LATEST.tmp-{os.getpid()}"
-    latest_tmp.write_text(meta.version + "\n")
-    latest_tmp.replace(task_dir / "LATEST")
+    atomic_write_text(task_dir / "LATEST", meta.version + "\n")
     return final
 
 

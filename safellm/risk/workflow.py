@@ -4,6 +4,8 @@ bundle, MLflow run. Every output lands in `<home>/runs/<version>/` and in the bu
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +14,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from safellm.fsutil import replace_dir
 from safellm.risk import plots
 from safellm.risk.card import model_card
-from safellm.risk.dataset import load_task
-from safellm.risk.evaluate import Estimate
+from safellm.risk.dataset import TaskData, load_task
+from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
-from safellm.risk.train import train_task
+from safellm.risk.train import TaskRun, train_task
 
 Progress = Callable[[str], None]
 
@@ -49,7 +52,6 @@ def train_and_register(
     log_mlflow: bool = True,
     progress: Progress | None = None,
 ) -> TrainSummary:
-    from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
 
     started = time.perf_counter()
     step = progress or (lambda _s: None)
@@ -57,13 +59,52 @@ def train_and_register(
     run = train_task(td, seed=seed, n_boot=n_boot, progress=step)
     version = new_version(task, td.data_hash)
     run_dir = Path(home) / "runs" / version
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # everything is written to `work`, which becomes `run_dir` only once complete
+    work = run_dir.parent / f".{version}.tmp-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        return _train_outputs(
+            td, run, version, run_dir, work, data_dir, home, seed, n_boot, log_mlflow, step, started
+        )
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _train_outputs(
+    td: TaskData,
+    run: TaskRun,
+    version: str,
+    run_dir: Path,
+    work: Path,
+    data_dir: Path,
+    home: Path,
+    seed: int,
+    n_boot: int,
+    log_mlflow: bool,
+    step: Progress,
+    started: float,
+) -> TrainSummary:
+    """Plots, fairness, imbalance, card and metrics into `work`; then the swap, bundle, MLflow."""
+    from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
+
+    task = td.task
     chosen = run.runs[run.chosen]
     assert chosen.pipeline is not None
     oof = {m: r.oof for m, r in run.runs.items()}
 
-    # Bands: quantiles of the default model's out-of-fold predictions (top 20 % = high).
-    lo, hi = np.quantile(chosen.oof, [0.5, 0.8])
+    # Class weighting inflates a classifier's probabilities: a log-odds offset fitted on its
+    # out-of-fold predictions (calibration-in-the-large) brings the mean risk back to the observed
+    # rate. Risks, bands and fairness below use the corrected predictions.
+    offsets = (
+        {m: calibration_intercept(td.y, r.oof) for m, r in run.runs.items()}
+        if td.kind == "classification"
+        else {}
+    )
+    risk_oof = _shifted(chosen.oof, offsets.get(run.chosen, 0.0))
+    # Bands: quantiles of the default model's out-of-fold risks (top 20 % = high).
+    lo, hi = np.quantile(risk_oof, [0.5, 0.8])
     meta = BundleMeta(
         task=task,
         version=version,
@@ -83,29 +124,30 @@ def train_and_register(
         n_patients=int(td.frame["subject_id"].nunique()),
         metrics={m: r.metrics for m, r in run.runs.items()},
         baseline=run.baseline,
+        offsets=offsets,
     )
 
     # Plots of performance
     names: list[str] = []
     if td.kind == "classification":
-        plots.pr_curves(td.y, oof, run_dir / "pr_curve.png", f"{task}: precision-recall (OOF)")
-        plots.calibration_curves(
-            td.y, oof, run_dir / "calibration.png", f"{task}: calibration (OOF)"
-        )
+        plots.pr_curves(td.y, oof, work / "pr_curve.png", f"{task}: precision-recall (OOF)")
+        plots.calibration_curves(td.y, oof, work / "calibration.png", f"{task}: calibration (OOF)")
         names += ["pr_curve.png", "calibration.png"]
     else:
         plots.residuals(
-            td.y, oof, run_dir / "predicted_vs_observed.png", f"{task}: predicted vs observed (OOF)"
+            td.y, oof, work / "predicted_vs_observed.png", f"{task}: predicted vs observed (OOF)"
         )
         names.append("predicted_vs_observed.png")
     step(f"{task} performance plots")
 
     # Fairness of the default model's out-of-fold predictions
-    fair = fairness_report(td, chosen.oof, n_boot=n_boot, seed=seed)
+    # at the threshold the product flags with: the "high" band
+    threshold = float(hi) if td.kind == "classification" else None
+    fair = fairness_report(td, risk_oof, threshold=threshold, n_boot=n_boot, seed=seed)
     fair_df = fairness_table(fair)
-    (run_dir / "fairness.json").write_text(fair.model_dump_json(indent=2))
-    fair_df.to_csv(run_dir / "fairness.csv", index=False)
-    plot_fairness(fair, run_dir / "fairness.png")
+    (work / "fairness.json").write_text(fair.model_dump_json(indent=2))
+    fair_df.to_csv(work / "fairness.csv", index=False)
+    plot_fairness(fair, work / "fairness.png")
     names.append("fairness.png")
     step(f"{task} fairness")
 
@@ -120,11 +162,11 @@ def train_and_register(
         )
 
         imb = compare_imbalance(td, seed=seed, n_boot=n_boot)
-        (run_dir / "imbalance.json").write_text(imb.model_dump_json(indent=2))
+        (work / "imbalance.json").write_text(imb.model_dump_json(indent=2))
         imb_df = imbalance_table(imb)
-        imb_df.to_csv(run_dir / "imbalance.csv", index=False)
-        plot_pr_curves(imb, run_dir / "imbalance_pr.png")
-        plot_imbalance_metrics(imb, run_dir / "imbalance_metrics.png")
+        imb_df.to_csv(work / "imbalance.csv", index=False)
+        plot_pr_curves(imb, work / "imbalance_pr.png")
+        plot_imbalance_metrics(imb, work / "imbalance_metrics.png")
         names += ["imbalance_pr.png", "imbalance_metrics.png"]
     step(f"{task} imbalance")
 
@@ -135,7 +177,7 @@ def train_and_register(
         meta=meta,
         pipelines={m: r.pipeline for m, r in run.runs.items() if r.pipeline is not None},
         background=_background(td.X, seed),
-        path=run_dir,
+        path=work,
     )
     explainer = bundle.explainer()
     contrib, data, labels = explainer.global_view(td.frame)
@@ -145,11 +187,11 @@ def train_and_register(
         data,
         labels,
         explainer.base_value,
-        run_dir / "shap_beeswarm.png",
+        work / "shap_beeswarm.png",
         f"{task}: SHAP values ({explainer.space})",
     )
     top = int(np.argmax(output))
-    plots.waterfall(explainer.facts(td.frame.iloc[top]), run_dir / "shap_waterfall_top.png")
+    plots.waterfall(explainer.facts(td.frame.iloc[top]), work / "shap_waterfall_top.png")
     names += ["shap_beeswarm.png", "shap_waterfall_top.png"]
     step(f"{task} SHAP plots")
 
@@ -169,10 +211,11 @@ def train_and_register(
         },
         "baseline": {k: v.model_dump() for k, v in run.baseline.items()} if run.baseline else None,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
-    (run_dir / "model_card.md").write_text(
+    (work / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
+    (work / "model_card.md").write_text(
         model_card(meta, fairness=fair_df, imbalance=imb_df, plots=names)
     )
+    replace_dir(work, run_dir)
     bundle_dir = save_bundle(
         Path(home) / "models",
         meta,
@@ -212,6 +255,14 @@ def train_and_register(
         baseline=run.baseline,
         seconds=time.perf_counter() - started,
     )
+
+
+def _shifted(p: np.ndarray, offset: float) -> np.ndarray:
+    """Probabilities with `offset` added on the log-odds scale (identity when offset is 0)."""
+    if offset == 0.0:
+        return p
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    return 1 / (1 + np.exp(-(np.log(q / (1 - q)) + offset)))
 
 
 def _background(X: pd.DataFrame, seed: int, n: int = 20000) -> pd.DataFrame:

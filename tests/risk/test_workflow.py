@@ -77,11 +77,25 @@ def test_training_writes_every_artifact(trained: Path, task: str) -> None:
     assert "sex" in fair and "insurance" in fair and "ethnicity_group" in fair
     assert bundle.meta.data_hash and bundle.meta.code_version
     assert (bundle.path / "model_card.md").exists()
-    # the bundle explains a unit with additive Facts
-    facts = bundle.explainer().facts(
-        bundle.background.assign(subject_id=1, hadm_id=2, icustay_id=None).iloc[0]
-    )
-    assert facts.contributions
+    # the bundle explains units with additive Facts, the prior-correction offset in the base value
+    ex = bundle.explainer()
+    frame = bundle.background.assign(subject_id=1, hadm_id=2, icustay_id=None)
+    pipe = bundle.pipelines[bundle.meta.default_model]
+    if task == "los":
+        raw = pipe.predict(frame[ex.features])
+        assert bundle.meta.offsets == {}
+    else:
+        raw = pipe.decision_function(frame[ex.features])
+        assert set(bundle.meta.offsets) == {"logreg", "hgb"}
+    offset = bundle.meta.offsets.get(bundle.meta.default_model, 0.0)
+    for i in range(min(5, len(frame))):
+        facts = ex.facts(frame.iloc[i])
+        assert facts.contributions
+        total = facts.prediction.base_value + sum(c.shap for c in facts.contributions)
+        assert total == pytest.approx(float(raw[i]) + offset, abs=1e-6)
+        assert facts.prediction.base_value == pytest.approx(ex.raw_base_value + offset)
+    if task != "los":
+        assert f"{bundle.meta.default_model} {offset:+.3f}" in card
 
 
 @pytest.mark.slow
