@@ -4,6 +4,7 @@ data with parameters chosen by grouped CV."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
@@ -20,6 +22,7 @@ from safellm.risk.evaluate import CLASSIFICATION, REGRESSION, Estimate, bootstra
 from safellm.risk.pipelines import GRIDS, make_pipeline, models_for
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,14 +81,37 @@ def _search(model: str, td: TaskData, idx: np.ndarray, seed: int, inner: int) ->
         scoring = "roc_auc"
     else:
         cv = GroupKFold(n_splits=inner)
-        scoring = "neg_mean_absolute_error"
+        scoring = _MAE_DAYS  # tuned on what is reported: MAE in days, not in log-days
     search = GridSearchCV(
         pipe, GRIDS[model], cv=cv, scoring=scoring, error_score=np.nan, refit=True, n_jobs=1
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search.fit(td.X.iloc[idx], _target(td)[idx], groups=td.groups[idx])
+    failed = inner_failures(search, inner)
+    if failed:
+        log.warning(
+            "%s/%s: %d of %d inner-fold scores undefined (e.g. one class in a fold); "
+            "hyper-parameters chosen from the rest",
+            td.task,
+            model,
+            failed,
+            inner * len(search.cv_results_["params"]),
+        )
     return search
+
+
+def _neg_mae_days(y_log: np.ndarray, pred_log: np.ndarray) -> float:
+    return -float(np.mean(np.abs(np.exp(y_log) - np.exp(pred_log))))
+
+
+_MAE_DAYS = make_scorer(_neg_mae_days)
+
+
+def inner_failures(search: GridSearchCV, inner: int) -> int:
+    """How many inner-fold scores of a search are undefined (NaN)."""
+    scores = np.column_stack([search.cv_results_[f"split{i}_test_score"] for i in range(inner)])
+    return int(np.isnan(scores).sum())
 
 
 def _predict(pipe: Pipeline, kind: str, X: Any) -> np.ndarray:
