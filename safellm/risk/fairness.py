@@ -5,13 +5,23 @@ precision and selection rate at one threshold (by default the prevalence-matched
 many units as there are positives), AUROC and calibration-in-the-large (mean predicted − observed
 rate). For length of stay: MAE and mean error (bias, predicted − observed days).
 
-Point estimates come from fairlearn's `MetricFrame`; 95 % CIs resample *patients* within each
-group (percentile bootstrap, as in `safellm.risk.evaluate.bootstrap`). The gap of an attribute and
-metric is the highest minus the lowest group among groups with at least `MIN_GROUP_N` units; its CI
-comes from the paired bootstrap replicates of those two groups. Groups with fewer than
-`MIN_CI_PATIENTS` patients get point estimates without CIs (a bootstrap over 1–4 patients is
-meaningless). Metrics undefined for a group (AUROC with one class, recall without positives,
-precision with nothing flagged) are `None` ("n/a").
+Point estimates come from fairlearn's `MetricFrame`. 95 % CIs come from one joint bootstrap:
+each replicate resamples *patients* over the whole cohort (with all their units, as in
+`safellm.risk.evaluate.bootstrap`) and recomputes every group's metric on that group's units within
+the resampled cohort; CIs are percentile intervals over replicates where the value is defined. A
+patient may fall in several groups of one attribute (insurance, age band or ethnicity can change
+between admissions), so groups are not resampled independently.
+
+The gap of an attribute and metric is the highest minus the lowest group among the eligible groups
+(at least `MIN_GROUP_N` units and a defined point estimate); `high_group`/`low_group` name them. Its
+CI is the percentile interval of the same statistic — max minus min over *all* eligible groups —
+taken inside each replicate (replicates where an eligible group is undefined are skipped), so it
+accounts for picking the extremes after looking at the data rather than treating the two as chosen
+in advance. Being a range, the statistic is never negative: the gap CI says how large the spread
+between groups is, not whether it is zero. Groups with fewer than `MIN_CI_PATIENTS` patients get
+point estimates without CIs (a bootstrap over 1–4 patients is meaningless), and gaps among eligible
+groups including such a group get no CI either. Metrics undefined for a group (AUROC with one class,
+recall without positives, precision with nothing flagged) are `None` ("n/a").
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ LABELS: dict[str, str] = {
 }
 
 Fn = Callable[[np.ndarray, np.ndarray], float]
+Reps = dict[str, np.ndarray]  # metric -> one value per bootstrap replicate (NaN where undefined)
 
 
 class GroupMetrics(BaseModel):
@@ -201,28 +212,32 @@ def _group_order(attribute: str, values: pd.Series) -> list[str]:
 # --- bootstrap ----------------------------------------------------------------------------------
 
 
-def _replicates(
+def _joint_replicates(
     fns: dict[str, Fn],
     y: np.ndarray,
     pred: np.ndarray,
     patients: np.ndarray,
+    cells: list[np.ndarray],
     n_boot: int,
     seed: int,
-) -> dict[str, np.ndarray]:
-    """Per metric, `n_boot` values on patient-resampled data (NaN where undefined). Same resampling
-    scheme as `evaluate.bootstrap`; kept here because gap CIs need the replicates themselves."""
+) -> list[dict[str, np.ndarray]]:
+    """For each cell (row indices: the whole cohort or one group), per metric, `n_boot` values
+    (NaN where undefined) on the cell's rows within the patient-resampled cohort. Every replicate
+    draws patients once (as `evaluate.bootstrap` does) and all cells share that draw, so values of
+    different groups in replicate b are a joint draw, also when a patient is in several groups.
+    Kept here because gap CIs need the replicates themselves."""
     uniq, inv = np.unique(patients, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    starts = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    rows_of = [order[starts[g] : starts[g + 1]] for g in range(len(uniq))]
+    cell_patients = [inv[rows] for rows in cells]
     rng = np.random.default_rng(seed)
-    out = {m: np.full(n_boot, np.nan) for m in fns}
+    out = [{m: np.full(n_boot, np.nan) for m in fns} for _ in cells]
     for b in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        idx = np.concatenate([rows_of[g] for g in pick])
-        yb, pb = y[idx], pred[idx]
-        for name, fn in fns.items():
-            out[name][b] = fn(yb, pb)
+        # how often each patient was drawn; a drawn patient brings all of its rows each time
+        times = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
+        for rows, pat, reps in zip(cells, cell_patients, out, strict=True):
+            idx = np.repeat(rows, times[pat])
+            yb, pb = y[idx], pred[idx]
+            for name, fn in fns.items():
+                reps[name][b] = fn(yb, pb)
     return out
 
 
@@ -280,48 +295,48 @@ def fairness_report(
     patients = td.groups
     frame = td.frame.reset_index(drop=True)
 
-    def group_metrics(
-        attribute: str, group: str, mask: np.ndarray, points: dict[str, float], k: int
-    ) -> tuple[GroupMetrics, dict[str, np.ndarray]]:
-        reps = _replicates(fns, y[mask], pred[mask], patients[mask], n_boot, seed + 7919 * k)
-        n_patients = len(np.unique(patients[mask]))
-        with_ci = n_patients >= MIN_CI_PATIENTS
-        return (
-            GroupMetrics(
-                attribute=attribute,
-                group=group,
-                n=int(mask.sum()),
-                n_patients=n_patients,
-                positives=int(y[mask].sum()) if classification else None,
-                metrics={m: _estimate(points[m], reps[m], with_ci) for m in fns},
-            ),
-            reps,
-        )
-
-    overall_points = {m: fn(y, pred) for m, fn in fns.items()}
-    overall, _ = group_metrics("all", "all", np.ones(len(y), bool), overall_points, 0)
-
-    attributes: list[AttributeReport] = []
-    k = 0
+    # cells: the whole cohort, then every group of every attribute, with its point estimates
+    cells: list[tuple[str, str, np.ndarray, dict[str, float]]] = [
+        ("all", "all", np.arange(len(y)), {m: fn(y, pred) for m, fn in fns.items()})
+    ]
     for attribute in ATTRIBUTES:
         values = _attribute_values(frame, attribute)
-        mf = MetricFrame(
+        by_group = MetricFrame(
             metrics=dict(fns),
             y_true=y,
             y_pred=pred,
             sensitive_features=pd.Series(values.to_numpy(), name=attribute),
-        )
-        by_group = mf.by_group
-        groups: list[GroupMetrics] = []
-        reps_of: dict[str, dict[str, np.ndarray]] = {}
+        ).by_group
         for group in _group_order(attribute, values):
-            k += 1
-            mask = (values == group).to_numpy()
+            rows = np.flatnonzero((values == group).to_numpy())
             points = {m: float(by_group.loc[group, m]) for m in fns}
-            gm, reps = group_metrics(attribute, group, mask, points, k)
-            groups.append(gm)
-            reps_of[group] = reps
-        gaps = {m: _gap(m, groups, reps_of) for m in fns}
+            cells.append((attribute, group, rows, points))
+    reps_of = _joint_replicates(fns, y, pred, patients, [c[2] for c in cells], n_boot, seed)
+
+    def group_metrics(
+        attribute: str, group: str, rows: np.ndarray, points: dict[str, float], reps: Reps
+    ) -> GroupMetrics:
+        n_patients = len(np.unique(patients[rows]))
+        with_ci = n_patients >= MIN_CI_PATIENTS
+        return GroupMetrics(
+            attribute=attribute,
+            group=group,
+            n=len(rows),
+            n_patients=n_patients,
+            positives=int(y[rows].sum()) if classification else None,
+            metrics={m: _estimate(points[m], reps[m], with_ci) for m in fns},
+        )
+
+    results = [group_metrics(*cell, reps) for cell, reps in zip(cells, reps_of, strict=True)]
+    overall = results[0]
+    attributes: list[AttributeReport] = []
+    for attribute in ATTRIBUTES:
+        pairs = [
+            (gm, r) for gm, r in zip(results, reps_of, strict=True) if gm.attribute == attribute
+        ]
+        groups = [gm for gm, _ in pairs]
+        reps = {gm.group: r for gm, r in pairs}
+        gaps = {m: _gap(m, groups, reps) for m in fns}
         attributes.append(AttributeReport(attribute=attribute, groups=groups, gaps=gaps))
 
     return FairnessReport(
@@ -339,7 +354,9 @@ def fairness_report(
     )
 
 
-def _gap(metric: str, groups: list[GroupMetrics], reps_of: dict[str, dict[str, np.ndarray]]) -> Gap:
+def _gap(metric: str, groups: list[GroupMetrics], reps_of: dict[str, Reps]) -> Gap:
+    """Highest minus lowest eligible group by point estimate; the CI is the percentile interval of
+    max − min over all eligible groups within each joint replicate (see the module docstring)."""
     eligible = [g for g in groups if g.n >= MIN_GROUP_N and g.metrics[metric].point is not None]
     names = [g.group for g in eligible]
     if len(eligible) < 2:
@@ -354,13 +371,15 @@ def _gap(metric: str, groups: list[GroupMetrics], reps_of: dict[str, dict[str, n
     hi = max(eligible, key=lambda g: g.metrics[metric].point or 0.0)
     lo = min(eligible, key=lambda g: g.metrics[metric].point or 0.0)
     point = (hi.metrics[metric].point or 0.0) - (lo.metrics[metric].point or 0.0)
-    # groups are resampled independently, so replicate b of each pair is a valid joint draw
-    diff = reps_of[hi.group][metric] - reps_of[lo.group][metric]
-    with_ci = hi.metrics[metric].lo is not None and lo.metrics[metric].lo is not None
+    # replicate b of every group comes from the same patient draw: the range within a replicate is
+    # the gap statistic recomputed on that draw (NaN, so skipped, if any eligible group is undefined)
+    values = np.vstack([reps_of[g.group][metric] for g in eligible])
+    spread = values.max(axis=0) - values.min(axis=0)
+    with_ci = all(g.n_patients >= MIN_CI_PATIENTS for g in eligible)
     return Gap(
         metric=metric,
         status="ok",
-        gap=_estimate(point, diff, with_ci),
+        gap=_estimate(point, spread, with_ci),
         high_group=hi.group,
         low_group=lo.group,
         eligible_groups=names,

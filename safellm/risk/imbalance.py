@@ -5,12 +5,15 @@ Strategies (one model, fixed default hyper-parameters, out-of-fold predictions f
 - ``none``: no class weights, threshold 0.5;
 - ``class_weight``: ``class_weight="balanced"``, threshold 0.5;
 - ``random_over`` / ``random_under``: imblearn random over-/under-sampling of the training fold;
-- ``smote``: SMOTE on the preprocessed training fold (k adapted to the fold's minority count);
+- ``smote``: SMOTE-NC on the imputed but un-encoded training fold (k adapted to the fold's minority
+  count): numbers are interpolated, while categories, yes/no features and missing-value indicators
+  take the most frequent value among the neighbours, so no fractional category or flag is made up;
+  the model's usual encoding (one-hot; scaling for linear models) follows the resampling;
 - ``threshold_tuning``: no weights; the threshold maximising F1 on inner out-of-fold predictions of
   the training fold, applied to the test fold.
 
-Resampling sits inside an imblearn ``Pipeline`` after preprocessing, so it only ever touches the
-training fold; test folds are never resampled. Metrics carry patient-level bootstrap 95 % CIs.
+Resampling sits inside an imblearn ``Pipeline``, so it only ever touches the training fold; test
+folds are never resampled. Metrics carry patient-level bootstrap 95 % CIs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from imblearn.over_sampling import SMOTE, RandomOverSampler
+from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC, RandomOverSampler
 from imblearn.pipeline import Pipeline as ImbPipeline
 from imblearn.under_sampling import RandomUnderSampler
 from pydantic import BaseModel
 from sklearn.base import clone
-from sklearn.impute import SimpleImputer
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -34,7 +38,7 @@ from safellm.errors import UserInputError
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import CLASSIFICATION, Estimate, Metric, bootstrap
 from safellm.risk.fairness import pyplot
-from safellm.risk.pipelines import MODELS, is_tree, make_pipeline
+from safellm.risk.pipelines import MODELS, make_pipeline
 from safellm.risk.plots import save_figure
 from safellm.risk.train import _check_size, outer_splitter
 
@@ -43,7 +47,7 @@ STRATEGIES: dict[str, str] = {
     "class_weight": "class_weight='balanced', threshold 0.5",
     "random_over": "random over-sampling of the minority class (training folds only)",
     "random_under": "random under-sampling of the majority class (training folds only)",
-    "smote": "SMOTE after preprocessing (training folds only)",
+    "smote": "SMOTE-NC on imputed, un-encoded features, then encoding (training folds only)",
     "threshold_tuning": "no weights; threshold maximising F1 on inner out-of-fold predictions",
 }
 METRICS: tuple[str, ...] = ("auroc", "auprc", "brier", "recall", "precision", "f1")
@@ -123,6 +127,54 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
 # --- pipelines ----------------------------------------------------------------------------------
 
 
+def _smote_steps(model: str, td: TaskData, k: int, seed: int) -> tuple[list[tuple[str, Any]], str]:
+    """Impute → SMOTE-NC on the un-encoded columns → the model's usual encoding and estimator.
+
+    SMOTE interpolates, so it must not see one-hot or indicator columns (it would make up
+    fractional categories and flags) nor missing values. Continuous numbers are median-imputed;
+    yes/no features take their most frequent value; categories keep their labels (missing ones
+    become "UNKNOWN"); a 0/1 missing-value indicator per numeric feature keeps the information the
+    usual pipeline gets from its indicators (trees: from NaN). SMOTE-NC treats yes/no features,
+    indicators and categories as nominal, so synthetic rows only carry observed values there.
+    """
+    binary = {f.name for f in td.features if f.kind == "binary"}
+    cont = [c for c in td.numeric if c not in binary]
+    flags = [c for c in td.numeric if c in binary]
+    impute = ColumnTransformer(
+        [
+            ("cont", SimpleImputer(strategy="median", keep_empty_features=True), cont),
+            ("bin", SimpleImputer(strategy="most_frequent", keep_empty_features=True), flags),
+            ("miss", MissingIndicator(features="all"), td.numeric),
+            (
+                "cat",
+                SimpleImputer(strategy="constant", fill_value="UNKNOWN", keep_empty_features=True),
+                td.categorical,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    indicators = [f"missingindicator_{c}" for c in td.numeric]
+    # column order out of `impute`: cont, flags, indicators, categorical
+    nominal = list(range(len(cont), len(cont) + len(flags) + len(indicators) + len(td.categorical)))
+    sampler: Any
+    if not nominal:
+        sampler, name = SMOTE(k_neighbors=k, random_state=seed), "SMOTE"
+    elif not cont:  # SMOTE-NC needs a continuous feature
+        sampler, name = SMOTEN(k_neighbors=k, random_state=seed), "SMOTEN"
+    else:
+        sampler = SMOTENC(categorical_features=nominal, k_neighbors=k, random_state=seed)
+        name = "SMOTE-NC"
+    encoded = make_pipeline(model, cont + flags + indicators, td.categorical, seed)
+    encoded.set_params(model__class_weight=None)
+    steps: list[tuple[str, Any]] = [
+        ("impute", impute),
+        ("resample", sampler),
+        ("pre", encoded.named_steps["pre"]),
+        ("model", encoded.named_steps["model"]),
+    ]
+    return steps, f"{name} k_neighbors={k}"
+
+
 def _pipeline(
     strategy: str, model: str, td: TaskData, y_train: np.ndarray, seed: int
 ) -> tuple[Any, list[str]]:
@@ -135,7 +187,6 @@ def _pipeline(
     if strategy in ("none", "threshold_tuning"):
         return base, notes
     pre, est = base.named_steps["pre"], base.named_steps["model"]
-    steps: list[tuple[str, Any]] = [("pre", pre)]
     n_min = int(min(np.sum(y_train == 1), np.sum(y_train == 0)))
     sampler: Any
     if strategy == "random_over":
@@ -146,13 +197,10 @@ def _pipeline(
         sampler = RandomOverSampler(random_state=seed)
         notes.append(f"{n_min} minority unit(s) in a training fold: random over-sampling instead")
     else:
-        k = min(5, n_min - 1)
-        if is_tree(model):  # SMOTE interpolates, so it needs finite inputs
-            steps.append(("impute", SimpleImputer(strategy="median", keep_empty_features=True)))
-        sampler = SMOTE(k_neighbors=k, random_state=seed)
-        notes.append(f"k_neighbors={k}")
-    steps += [("resample", sampler), ("model", est)]
-    return ImbPipeline(steps), notes
+        steps, note = _smote_steps(model, td, min(5, n_min - 1), seed)
+        notes.append(note)
+        return ImbPipeline(steps), notes
+    return ImbPipeline([("pre", pre), ("resample", sampler), ("model", est)]), notes
 
 
 def _fit_predict(pipe: Any, td: TaskData, train: np.ndarray, test: np.ndarray) -> np.ndarray:

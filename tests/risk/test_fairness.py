@@ -211,3 +211,60 @@ def test_bad_prediction_length() -> None:
     td = _td(_frame())
     with pytest.raises(UserInputError):
         fairness_report(td, np.zeros(3))
+
+
+def test_patient_in_two_groups_is_resampled_jointly() -> None:
+    # every patient has one admission under Medicare and one under Private; the error of the
+    # Private admission is the patient's Medicare error + 0.5. Resampling patients jointly, every
+    # replicate has the same patients (with the same multiplicities) in both groups, so the gap is
+    # exactly 0.5 in each replicate; independent per-group resamples would give a wide CI.
+    n_patients = 80
+    frame = _frame(seed=7, n=2 * n_patients, n_patients=2 * n_patients)
+    frame["subject_id"] = np.repeat(np.arange(n_patients), 2)
+    frame["insurance"] = np.tile(["Medicare", "Private"], n_patients)
+    td = _td(frame, "los")
+    rng = np.random.default_rng(0)
+    error = rng.uniform(1.0, 3.0, n_patients)[frame["subject_id"]]
+    pred = td.y + error + 0.5 * (frame["insurance"] == "Private").to_numpy()
+    rep = fairness_report(td, pred, n_boot=100, seed=0)
+
+    ins = rep.attribute("insurance")
+    assert {g.group: (g.n, g.n_patients) for g in ins.groups} == {
+        "Medicare": (n_patients, n_patients),
+        "Private": (n_patients, n_patients),
+    }
+    for metric in ("mean_error", "mae"):  # errors are all positive, so the MAE gap is 0.5 too
+        gap = ins.gaps[metric]
+        assert (gap.high_group, gap.low_group) == ("Private", "Medicare")
+        est = gap.gap
+        assert est is not None and est.point == pytest.approx(0.5)
+        assert est.lo == pytest.approx(0.5, abs=1e-9) and est.hi == pytest.approx(0.5, abs=1e-9)
+        assert est.n_boot == 100
+    # the per-group CIs themselves are not degenerate
+    medicare = ins.groups[0].metrics["mean_error"]
+    assert medicare.lo is not None and medicare.hi is not None and medicare.hi - medicare.lo > 0.1
+
+
+def test_gap_ci_accounts_for_all_eligible_groups() -> None:
+    # four insurance groups of 30 patients (one admission each). Errors: exactly +0.1 in "C",
+    # exactly -0.1 in "D", and ±1 (mean exactly 0) in "A" and "B". By point estimate C is highest
+    # and D lowest (gap 0.2), but in a replicate A or B is often more extreme. Treating C and D as
+    # chosen in advance gives the degenerate CI [0.2, 0.2]; max − min over all eligible groups
+    # inside each replicate is never below 0.2 and often well above it.
+    per = 30
+    frame = _frame(seed=8, n=4 * per, n_patients=4 * per)
+    frame["insurance"] = np.repeat(["A", "B", "C", "D"], per)
+    td = _td(frame, "los")
+    noise = np.tile([1.0, -1.0], per // 2)
+    error = np.concatenate([noise, noise[::-1], np.full(per, 0.1), np.full(per, -0.1)])
+    rep = fairness_report(td, td.y + error, n_boot=200, seed=0)
+
+    gap = rep.attribute("insurance").gaps["mean_error"]
+    assert gap.eligible_groups == ["A", "B", "C", "D"]
+    assert (gap.high_group, gap.low_group) == ("C", "D")
+    est = gap.gap
+    assert est is not None and est.point == pytest.approx(0.2)
+    assert est.lo is not None and est.hi is not None
+    assert est.lo >= 0.2 - 1e-9  # the range of all groups is at least the C − D difference
+    assert est.hi > 0.4  # A and B (SD of their mean ≈ 0.18) widen it
+    _ci_contains_point(fairness_table(rep).query("attribute == 'insurance'"))

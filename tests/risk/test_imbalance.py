@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from threadpoolctl import threadpool_limits
 
 from safellm.data.catalogue import FEATURES
@@ -17,6 +18,7 @@ from safellm.risk.imbalance import (
     METRICS,
     STRATEGIES,
     ImbalanceReport,
+    _pipeline,
     best_f1_threshold,
     compare_imbalance,
     imbalance_table,
@@ -134,3 +136,68 @@ def test_regression_and_bad_model_raise() -> None:
         compare_imbalance(_td("los"))
     with pytest.raises(UserInputError):
         compare_imbalance(_td(), model="ridge")
+
+
+class _Spy(ClassifierMixin, BaseEstimator):
+    """Records the (resampled, encoded) training matrix the model step is fitted on."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _Spy:
+        self.X_, self.y_ = np.asarray(X, dtype=float), np.asarray(y)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.full((len(X), 2), 0.5)
+
+
+def _mixed_td() -> TaskData:
+    """`_td` plus yes/no features (with missing values) and missing categories."""
+    td = _td(seed=3, n=300, n_patients=240)
+    rng = np.random.default_rng(3)
+    chf = rng.choice([0.0, 1.0], len(td.frame))
+    chf[rng.random(len(chf)) < 0.1] = np.nan
+    td.frame["elix_chf"] = chf
+    td.frame["med_insulin"] = rng.choice([0.0, 1.0], len(td.frame))
+    td.frame["insurance"] = td.frame["insurance"].where(rng.random(len(td.frame)) > 0.1, None)
+    td.features += [FEATURES["elix_chf"], FEATURES["med_insulin"]]
+    return td
+
+
+@pytest.mark.parametrize("model", ["logreg", "hgb"])
+def test_smote_keeps_categories_and_flags_observed(model: str) -> None:
+    """SMOTE must not interpolate one-hot, yes/no or missing-indicator columns."""
+    td = _mixed_td()
+    y = td.y
+    train, test = next(outer_splitter("classification", 5, 0).split(td.X, y, td.groups))
+    pipe, notes = _pipeline("smote", model, td, y[train], 0)
+    assert notes == ["SMOTE-NC k_neighbors=5"]
+    spy = _Spy()
+    pipe.set_params(model=spy)
+    pipe.fit(td.X.iloc[train], y[train])
+    assert pipe.predict_proba(td.X.iloc[test]).shape == (len(test), 2)  # test fold not resampled
+    X, n = spy.X_, len(train)
+    assert len(X) > n and np.sum(spy.y_ == 1) == np.sum(spy.y_ == 0)  # minority over-sampled
+    real, synth = X[:n], X[n:]  # imblearn appends the synthetic rows
+    names = [str(c) for c in pipe.named_steps["pre"].get_feature_names_out()]
+    nominal = [
+        j
+        for j, c in enumerate(names)
+        if c.startswith("cat__") or "missingindicator_" in c or c.endswith(("elix_chf", "insulin"))
+    ]
+    assert {names[j] for j in nominal} >= {"num__elix_chf", "num__missingindicator_elix_count"}
+    assert any(names[j].startswith("cat__insurance_UNKNOWN") for j in nominal)
+    for j in nominal:
+        assert set(synth[:, j]) <= set(real[:, j]), names[j]
+        if names[j].startswith("cat__"):
+            assert set(np.unique(X[:, j])) <= {0.0, 1.0}, names[j]
+    # continuous features are still interpolated
+    age = names.index("num__age")
+    assert not set(synth[:, age]) <= set(real[:, age])
+
+
+def test_smote_k_and_fallback() -> None:
+    td = _mixed_td()
+    _, notes = _pipeline("smote", "logreg", td, np.array([0.0] * 20 + [1.0] * 3), 0)
+    assert notes == ["SMOTE-NC k_neighbors=2"]
+    _, notes = _pipeline("smote", "logreg", td, np.array([0.0] * 20 + [1.0]), 0)
+    assert "random over-sampling" in notes[0]
