@@ -17,6 +17,7 @@ from safellm.data.synthetic.emit import emit_batch, write_dictionaries
 from safellm.data.synthetic.ids import Ids
 from safellm.data.synthetic.schema import TABLE_COLUMNS, SynthSummary
 from safellm.data.synthetic.writer import GzCsv
+from safellm.fsutil import replace_dir
 
 
 def _check_args(patients: int, seed: int, batch_size: int) -> None:
@@ -76,17 +77,7 @@ def synthesize(
             for w in writers.values():
                 w.close()
         rows = {t: w.rows for t, w in writers.items()}
-        if out_dir.exists():
-            old = parent / f".{out_dir.name}.old-{tag}"
-            out_dir.rename(old)
-            try:
-                tmp.rename(out_dir)
-            except BaseException:
-                old.rename(out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
