@@ -226,3 +226,50 @@ def test_rebuild_replaces_output_atomically(
     build_dataset(mimic_demo_dir, out)
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("task", ["readmission", "icu_mortality", "los"])
+def test_a_later_admission_changes_no_feature_of_an_earlier_unit(
+    task: str, demo_copy: Path, demo_build, tmp_path: Path, append
+) -> None:  # type: ignore[no-untyped-def]
+    """An elective admission after the prediction time, with heavy ICD codes, is invisible to the
+    units before it (its codes, its existence, its ICU stay)."""
+    units = pd.read_parquet(demo_build.out_dir / f"{task}.parquet")
+    last = units.sort_values("prediction_time").groupby("subject_id").tail(1).head(30)
+    adm, dx, px = [], [], []
+    for k, r in enumerate(last.itertuples()):
+        hadm = 900_000 + k
+        start = r.prediction_time + pd.Timedelta(days=2)
+        adm.append(
+            {
+                "row_id": 90_000 + k,
+                "subject_id": r.subject_id,
+                "hadm_id": hadm,
+                "admittime": start,
+                "dischtime": start + pd.Timedelta(days=6),
+                "admission_type": "ELECTIVE",
+                "admission_location": "PHYS REFERRAL/NORMAL DELI",
+                "discharge_location": "HOME",
+                "insurance": "Medicare",
+                "ethnicity": "WHITE",
+                "hospital_expire_flag": 0,
+            }
+        )
+        for code in ("4280", "5856", "1970"):  # CHF, renal failure, metastatic cancer
+            dx.append(
+                {"subject_id": r.subject_id, "hadm_id": hadm, "seq_num": 1, "icd9_code": code}
+            )
+        px.append({"subject_id": r.subject_id, "hadm_id": hadm, "seq_num": 1, "icd9_code": "3961"})
+    append(demo_copy / "ADMISSIONS.csv.gz", _fmt(adm))
+    append(demo_copy / "DIAGNOSES_ICD.csv.gz", _fmt(dx))
+    append(demo_copy / "PROCEDURES_ICD.csv.gz", _fmt(px))
+    after = build_dataset(demo_copy, tmp_path / "after")
+    new = pd.read_parquet(after.out_dir / f"{task}.parquet")
+    key = "icustay_id" if task == "icu_mortality" else "hadm_id"
+    new = new[new[key].isin(units[key])]  # the new admissions are units of their own
+    assert len(new) == len(units)
+    pd.testing.assert_frame_equal(
+        units.drop(columns="unit_id").reset_index(drop=True),
+        new.drop(columns="unit_id").reset_index(drop=True),
+        check_dtype=False,
+    )
