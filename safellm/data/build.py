@@ -22,7 +22,13 @@ from pydantic import BaseModel
 
 from safellm.data import mimic
 from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
-from safellm.data.features import aggregate_labs, assemble, compute_groups, pivot_labs
+from safellm.data.features import (
+    aggregate_labs,
+    assemble,
+    compute_groups,
+    pivot_labs,
+    prejoin,
+)
 from safellm.fsutil import replace_dir
 
 log = logging.getLogger(__name__)
@@ -141,6 +147,7 @@ def build_dataset(
                 mimic.stage(con, folder, rest, on_table=lambda n: step(f"stage {n}"))
                 for task in TASKS:
                     compute_groups(con, task, cohorts[task])
+                    prejoin(con, task, cohorts[task])
                 if notes:
                     _export_notes(con, folder, tmp)
                 step("notes")

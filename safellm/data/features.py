@@ -22,7 +22,15 @@ from safellm.data.catalogue import (
     features_for,
 )
 
-__all__ = ["FEATURES", "aggregate_labs", "assemble", "compute_groups", "features_for", "pivot_labs"]
+__all__ = [
+    "FEATURES",
+    "aggregate_labs",
+    "assemble",
+    "compute_groups",
+    "features_for",
+    "pivot_labs",
+    "prejoin",
+]
 
 _H = 3600
 _DAY = 86400
@@ -166,26 +174,6 @@ def _medications(c: str) -> str:
     """
 
 
-def _lab_pivot(agg: str, task: str, c: str) -> str:
-    """One column per lab item and statistic from the per-(unit, item) aggregates in `agg`."""
-    parts = []
-    for stem, (itemid, _, _) in LABS.items():
-        f = f"FILTER (WHERE a.itemid = {itemid})"
-        parts += [
-            f"any_value(a.vlast) {f} AS lab_{stem}_last",
-            f"any_value(a.vmin) {f} AS lab_{stem}_min",
-            f"any_value(a.vmax) {f} AS lab_{stem}_max",
-            f"coalesce(any_value(a.nab) {f}, 0) AS lab_{stem}_n_abnormal",
-        ]
-    body = ",\n      ".join(parts)
-    return f"""
-    SELECT u.unit_id,
-      {body}
-    FROM {c} u LEFT JOIN {agg} a ON a.unit_id = u.unit_id AND a.task = '{task}'
-    GROUP BY u.unit_id
-    """
-
-
 def aggregate_labs(
     con: duckdb.DuckDBPyConnection, cohorts: dict[str, str], source: str = "labevents"
 ) -> None:
@@ -215,12 +203,33 @@ def aggregate_labs(
 
 
 def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
-    """Temp tables `fg_<task>_labs` (one column per item and statistic) from `lab_agg`."""
+    """Temp tables `fg_<task>_labs` (one column per item and statistic) from `lab_agg`: one
+    PIVOT for all tasks, then each task's units (units without labs get NULLs and zero counts)."""
+    items = ", ".join(str(itemid) for itemid, _, _ in LABS.values())
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE lab_wide AS
+        PIVOT lab_agg ON itemid IN ({items})
+        USING any_value(vlast) AS last, any_value(vmin) AS min, any_value(vmax) AS max,
+              any_value(nab) AS nab
+        GROUP BY task, unit_id
+        """
+    )
+    cols = []
+    for stem, (itemid, _, _) in LABS.items():
+        cols += [
+            f'w."{itemid}_last" AS lab_{stem}_last',
+            f'w."{itemid}_min" AS lab_{stem}_min',
+            f'w."{itemid}_max" AS lab_{stem}_max',
+            f'coalesce(w."{itemid}_nab", 0) AS lab_{stem}_n_abnormal',
+        ]
     for task, c in cohorts.items():
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS {_lab_pivot('lab_agg', task, c)}"
+            f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS SELECT u.unit_id, {', '.join(cols)} "
+            f"FROM {c} u LEFT JOIN lab_wide w ON w.unit_id = u.unit_id AND w.task = '{task}'"
         )
     con.execute("DROP TABLE lab_agg")
+    con.execute("DROP TABLE lab_wide")
 
 
 def _micro_transfers_services(c: str) -> str:
@@ -296,25 +305,36 @@ def compute_groups(con: duckdb.DuckDBPyConnection, task: str, cohort_table: str)
         con.execute(f"CREATE OR REPLACE TEMP TABLE fg_{task}_{name} AS {sql}")
 
 
+def prejoin(con: duckdb.DuckDBPyConnection, task: str, cohort_table: str) -> None:
+    """Temp table `pre_<task>`: the cohort joined with every feature group but the labs."""
+    c = cohort_table
+    names = list(_groups(task, c))
+    joins = "\n".join(f"LEFT JOIN fg_{task}_{n} USING (unit_id)" for n in names)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE pre_{task} AS SELECT * FROM {c} {joins}")
+    for n in names:
+        con.execute(f"DROP TABLE fg_{task}_{n}")
+
+
 def assemble(
     con: duckdb.DuckDBPyConnection,
     task: str,
     cohort_table: str,
     absent_tables: tuple[str, ...] = (),
 ) -> tuple[str, list[Feature]]:
-    """Join the computed groups into table `features_<task>` (cohort columns + features).
+    """Table `features_<task>`: cohort columns + the task's features, from `pre_<task>` and the
+    lab group (see `prejoin` and `pivot_labs`).
 
     Returns the table name and the features it holds (those whose source tables are present).
     """
-    c = cohort_table
-    names = [*_groups(task, c), "labs"]
+    desc = con.execute(f"SELECT * FROM {cohort_table} LIMIT 0").description or []
+    keys = ", ".join(f"p.{d[0]}" for d in desc)
     kept = [f for f in features_for(task) if not set(f.sources) & set(absent_tables)]
-    joins = "\n".join(f"LEFT JOIN fg_{task}_{n} USING (unit_id)" for n in names)
     cols = ", ".join(f.name for f in kept)
     table = f"features_{task}"
     con.execute(
-        f"CREATE OR REPLACE TABLE {table} AS SELECT {c}.*, {cols} FROM {c} {joins} ORDER BY unit_id"
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {keys}, {cols} FROM pre_{task} p "
+        f"LEFT JOIN fg_{task}_labs USING (unit_id) ORDER BY p.unit_id"
     )
-    for n in names:
-        con.execute(f"DROP TABLE fg_{task}_{n}")
+    con.execute(f"DROP TABLE pre_{task}")
+    con.execute(f"DROP TABLE fg_{task}_labs")
     return table, kept
