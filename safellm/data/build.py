@@ -88,15 +88,7 @@ def _export_notes(con: duckdb.DuckDBPyConnection, folder: mimic.MimicFolder, tmp
 
     `note_id` is NOTEEVENTS' own row_id, so a cited note keeps its id across rebuilds."""
     cols = "subject_id, hadm_id, chartdate, charttime, category, description, text"
-    present = "NOTEEVENTS" in folder.files
-    source = (
-        "raw_noteevents WHERE coalesce(iserror, '') = '' AND text IS NOT NULL"
-        if present
-        else "(SELECT NULL::BIGINT AS row_id, NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, "
-        "NULL::TIMESTAMP AS "
-        "chartdate, NULL::TIMESTAMP AS charttime, NULL AS category, NULL AS description, "
-        "NULL AS text) WHERE false"
-    )
+    source = "raw_noteevents WHERE coalesce(iserror, '') = '' AND text IS NOT NULL"
     try:
         con.execute(
             f"COPY (SELECT row_id AS note_id, {cols} FROM {source} ORDER BY note_id) "

@@ -267,13 +267,22 @@ def connect(
 
 
 def create_views(con: duckdb.DuckDBPyConnection, folder: MimicFolder) -> None:
-    """One view per table, named `raw_<table>` (lower case), reading the CSV lazily."""
-    for name, path in folder.files.items():
-        spec = TABLES[name]
-        con.execute(
-            f"CREATE OR REPLACE VIEW raw_{name.lower()} AS "
-            f"SELECT * FROM {_read_csv_sql(path, folder.headers[name], spec)}"
-        )
+    """One view per table, named `raw_<table>` (lower case), reading the CSV lazily.
+
+    An absent optional table gets an empty view with its typed columns, so every query (and the
+    feature SQL) reads present and absent tables alike; the features that need them are dropped
+    later.
+    """
+    for name, spec in TABLES.items():
+        path = folder.files.get(name)
+        if path is None:
+            if spec.required:  # open_mimic has refused the folder already
+                continue
+            typed = ", ".join(f"NULL::{t} AS {c}" for c, t in spec.columns.items())
+            body = f"SELECT {typed} WHERE false"
+        else:
+            body = f"SELECT * FROM {_read_csv_sql(path, folder.headers[name], spec)}"
+        con.execute(f"CREATE OR REPLACE VIEW raw_{name.lower()} AS {body}")
 
 
 def source_sql(folder: MimicFolder, name: str) -> str:
@@ -289,11 +298,8 @@ def stage(
     names: list[str],
     on_table: Callable[[str], None] | None = None,
 ) -> None:
-    """Read the named tables into DuckDB tables named like them (lower case), needed columns only.
-
-    Absent optional tables become empty tables of the right shape, so the feature SQL stays one
-    piece of code; the features that need them are dropped later.
-    """
+    """Read the named tables into DuckDB tables named like them (lower case), needed columns only
+    (absent optional tables: empty, of the right shape; see `create_views`)."""
     for name in names:
         stage_table(con, folder, name)
         if on_table is not None:
@@ -301,16 +307,10 @@ def stage(
 
 
 def stage_table(con: duckdb.DuckDBPyConnection, folder: MimicFolder, name: str) -> None:
-    spec = TABLES[name]
-    table = name.lower()
-    if name in folder.files:
-        source = source_sql(folder, name)
-    else:  # absent optional table: an empty one of the same shape
-        typed = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _empty_{table} ({typed})")
-        source = f"(SELECT {spec.select or '*'} FROM _empty_{table})"
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {source}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {name.lower()} AS SELECT * FROM {source_sql(folder, name)}"
+        )
     except duckdb.Error as exc:
         raise read_error(folder, name, exc) from exc
 

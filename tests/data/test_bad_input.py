@@ -112,3 +112,15 @@ def test_cli_needs_exactly_one_source(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["data", "build"])
     assert res.exit_code == 2
     assert "exactly one of --mimic-dir" in res.output
+
+
+def test_absent_optional_tables_give_empty_outputs(demo_copy: Path, out_parent: Path) -> None:
+    """No NOTEEVENTS (and no CHARTEVENTS): the build succeeds, notes are empty, both are listed."""
+    import pandas as pd
+
+    (demo_copy / "NOTEEVENTS.csv.gz").unlink()
+    res = build_dataset(demo_copy, out_parent / "data")
+    assert res.skipped_tables == ["CHARTEVENTS", "NOTEEVENTS"]
+    notes = pd.read_parquet(res.out_dir / "notes.parquet")
+    assert notes.empty and list(notes.columns)[:3] == ["note_id", "subject_id", "hadm_id"]
+    assert res.report["readmission"]["rows"] == 89
