@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -29,7 +28,7 @@ from safellm.data.features import (
     pivot_labs,
     prejoin,
 )
-from safellm.fsutil import replace_dir
+from safellm.fsutil import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +112,8 @@ def build_dataset(
     started = time.perf_counter()
     folder = mimic.open_mimic(source)  # validates presence and headers before any write
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     step = progress or (lambda _name: None)
-    try:
+    with staged_dir(out_dir) as tmp:
         spill = tmp / "spill"
         # in memory, spilling to `spill` beyond the memory cap
         con = mimic.connect(":memory:", memory_limit=memory_limit, threads=threads, temp_dir=spill)
@@ -171,10 +166,6 @@ def build_dataset(
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return BuildResult(
         out_dir=out_dir,
         source=Path(source),

@@ -8,7 +8,6 @@ metrics with CIs and the code version. `LATEST` names the newest version.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -23,7 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from safellm import __version__
 from safellm.errors import ArtifactError, UnknownNameError
-from safellm.fsutil import atomic_write_text, replace_dir
+from safellm.fsutil import atomic_write_text, staged_dir
 from safellm.risk.evaluate import Estimate
 
 if TYPE_CHECKING:
@@ -118,18 +117,11 @@ def save_bundle(
     task_dir = Path(models_dir) / meta.task
     task_dir.mkdir(parents=True, exist_ok=True)
     final = task_dir / meta.version
-    tmp = task_dir / f".{meta.version}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_dir(final) as tmp:
         joblib.dump({"pipelines": pipelines, "background": background}, tmp / BUNDLE_FILE)
         (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
         for name, src in (extra or {}).items():
             shutil.copy(src, tmp / name)
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(task_dir / "LATEST", meta.version + "\n")
     return final
 

@@ -4,8 +4,6 @@ bundle, MLflow run. Every output lands in `<home>/runs/<version>/` and in the bu
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +12,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from safellm.fsutil import replace_dir
+from safellm.fsutil import staged_dir
 from safellm.risk import plots
 from safellm.risk.card import model_card
-from safellm.risk.dataset import TaskData, load_task
+from safellm.risk.dataset import load_task
 from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
-from safellm.risk.train import TaskRun, train_task
+from safellm.risk.train import train_task
 
 Progress = Callable[[str], None]
 
@@ -52,6 +50,7 @@ def train_and_register(
     log_mlflow: bool = True,
     progress: Progress | None = None,
 ) -> TrainSummary:
+    from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
 
     started = time.perf_counter()
     step = progress or (lambda _s: None)
@@ -59,37 +58,6 @@ def train_and_register(
     run = train_task(td, seed=seed, n_boot=n_boot, progress=step)
     version = new_version(task, td.data_hash)
     run_dir = Path(home) / "runs" / version
-    # everything is written to `work`, which becomes `run_dir` only once complete
-    work = run_dir.parent / f".{version}.tmp-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        return _train_outputs(
-            td, run, version, run_dir, work, data_dir, home, seed, n_boot, log_mlflow, step, started
-        )
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
-def _train_outputs(
-    td: TaskData,
-    run: TaskRun,
-    version: str,
-    run_dir: Path,
-    work: Path,
-    data_dir: Path,
-    home: Path,
-    seed: int,
-    n_boot: int,
-    log_mlflow: bool,
-    step: Progress,
-    started: float,
-) -> TrainSummary:
-    """Plots, fairness, imbalance, card and metrics into `work`; then the swap, bundle, MLflow."""
-    from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
-
-    task = td.task
     chosen = run.runs[run.chosen]
     assert chosen.pipeline is not None
     oof = {m: r.oof for m, r in run.runs.items()}
@@ -127,95 +95,102 @@ def _train_outputs(
         offsets=offsets,
     )
 
-    # Plots of performance
-    names: list[str] = []
-    if td.kind == "classification":
-        plots.pr_curves(td.y, oof, work / "pr_curve.png", f"{task}: precision-recall (OOF)")
-        plots.calibration_curves(td.y, oof, work / "calibration.png", f"{task}: calibration (OOF)")
-        names += ["pr_curve.png", "calibration.png"]
-    else:
-        plots.residuals(
-            td.y, oof, work / "predicted_vs_observed.png", f"{task}: predicted vs observed (OOF)"
+    # every artifact goes to a temporary folder that becomes `run_dir` only once complete
+    with staged_dir(run_dir) as work:
+        # Plots of performance
+        names: list[str] = []
+        if td.kind == "classification":
+            plots.pr_curves(td.y, oof, work / "pr_curve.png", f"{task}: precision-recall (OOF)")
+            plots.calibration_curves(
+                td.y, oof, work / "calibration.png", f"{task}: calibration (OOF)"
+            )
+            names += ["pr_curve.png", "calibration.png"]
+        else:
+            plots.residuals(
+                td.y,
+                oof,
+                work / "predicted_vs_observed.png",
+                f"{task}: predicted vs observed (OOF)",
+            )
+            names.append("predicted_vs_observed.png")
+        step(f"{task} performance plots")
+
+        # Fairness of the default model's out-of-fold predictions
+        # at the threshold the product flags with: the "high" band
+        threshold = float(hi) if td.kind == "classification" else None
+        fair = fairness_report(td, risk_oof, threshold=threshold, n_boot=n_boot, seed=seed)
+        fair_df = fairness_table(fair)
+        (work / "fairness.json").write_text(fair.model_dump_json(indent=2))
+        fair_df.to_csv(work / "fairness.csv", index=False)
+        plot_fairness(fair, work / "fairness.png")
+        names.append("fairness.png")
+        step(f"{task} fairness")
+
+        # Imbalance strategies (classification only)
+        imb_df = None
+        if td.kind == "classification":
+            from safellm.risk.imbalance import (
+                compare_imbalance,
+                imbalance_table,
+                plot_imbalance_metrics,
+                plot_pr_curves,
+            )
+
+            imb = compare_imbalance(td, seed=seed, n_boot=n_boot)
+            (work / "imbalance.json").write_text(imb.model_dump_json(indent=2))
+            imb_df = imbalance_table(imb)
+            imb_df.to_csv(work / "imbalance.csv", index=False)
+            plot_pr_curves(imb, work / "imbalance_pr.png")
+            plot_imbalance_metrics(imb, work / "imbalance_metrics.png")
+            names += ["imbalance_pr.png", "imbalance_metrics.png"]
+        step(f"{task} imbalance")
+
+        # SHAP: global beeswarm on all units, waterfall for the highest-risk unit
+        from safellm.risk.registry import Bundle
+
+        bundle = Bundle(
+            meta=meta,
+            pipelines={m: r.pipeline for m, r in run.runs.items() if r.pipeline is not None},
+            background=_background(td.X, seed),
+            path=work,
         )
-        names.append("predicted_vs_observed.png")
-    step(f"{task} performance plots")
-
-    # Fairness of the default model's out-of-fold predictions
-    # at the threshold the product flags with: the "high" band
-    threshold = float(hi) if td.kind == "classification" else None
-    fair = fairness_report(td, risk_oof, threshold=threshold, n_boot=n_boot, seed=seed)
-    fair_df = fairness_table(fair)
-    (work / "fairness.json").write_text(fair.model_dump_json(indent=2))
-    fair_df.to_csv(work / "fairness.csv", index=False)
-    plot_fairness(fair, work / "fairness.png")
-    names.append("fairness.png")
-    step(f"{task} fairness")
-
-    # Imbalance strategies (classification only)
-    imb_df = None
-    if td.kind == "classification":
-        from safellm.risk.imbalance import (
-            compare_imbalance,
-            imbalance_table,
-            plot_imbalance_metrics,
-            plot_pr_curves,
+        explainer = bundle.explainer()
+        contrib, data, labels = explainer.global_view(td.frame)
+        plots.beeswarm(
+            contrib,
+            data,
+            labels,
+            explainer.base_value,
+            work / "shap_beeswarm.png",
+            f"{task}: SHAP values ({explainer.space})",
         )
+        top = int(np.argmax(contrib.sum(axis=1)))  # the highest model output
+        plots.waterfall(explainer.facts(td.frame.iloc[top]), work / "shap_waterfall_top.png")
+        names += ["shap_beeswarm.png", "shap_waterfall_top.png"]
+        step(f"{task} SHAP plots")
 
-        imb = compare_imbalance(td, seed=seed, n_boot=n_boot)
-        (work / "imbalance.json").write_text(imb.model_dump_json(indent=2))
-        imb_df = imbalance_table(imb)
-        imb_df.to_csv(work / "imbalance.csv", index=False)
-        plot_pr_curves(imb, work / "imbalance_pr.png")
-        plot_imbalance_metrics(imb, work / "imbalance_metrics.png")
-        names += ["imbalance_pr.png", "imbalance_metrics.png"]
-    step(f"{task} imbalance")
-
-    # SHAP: global beeswarm on all units, waterfall for the highest-risk unit
-    from safellm.risk.registry import Bundle
-
-    bundle = Bundle(
-        meta=meta,
-        pipelines={m: r.pipeline for m, r in run.runs.items() if r.pipeline is not None},
-        background=_background(td.X, seed),
-        path=work,
-    )
-    explainer = bundle.explainer()
-    contrib, data, labels = explainer.global_view(td.frame)
-    output = explainer.base_value + contrib.sum(axis=1)
-    plots.beeswarm(
-        contrib,
-        data,
-        labels,
-        explainer.base_value,
-        work / "shap_beeswarm.png",
-        f"{task}: SHAP values ({explainer.space})",
-    )
-    top = int(np.argmax(output))
-    plots.waterfall(explainer.facts(td.frame.iloc[top]), work / "shap_waterfall_top.png")
-    names += ["shap_beeswarm.png", "shap_waterfall_top.png"]
-    step(f"{task} SHAP plots")
-
-    metrics_doc = {
-        "task": task,
-        "version": version,
-        "default_model": run.chosen,
-        "n_units": meta.n_units,
-        "n_patients": meta.n_patients,
-        "models": {
-            m: {
-                "metrics": {k: v.model_dump() for k, v in r.metrics.items()},
-                "params": r.params,
-                "fold_params": r.fold_params,
-            }
-            for m, r in run.runs.items()
-        },
-        "baseline": {k: v.model_dump() for k, v in run.baseline.items()} if run.baseline else None,
-    }
-    (work / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
-    (work / "model_card.md").write_text(
-        model_card(meta, fairness=fair_df, imbalance=imb_df, plots=names)
-    )
-    replace_dir(work, run_dir)
+        metrics_doc = {
+            "task": task,
+            "version": version,
+            "default_model": run.chosen,
+            "n_units": meta.n_units,
+            "n_patients": meta.n_patients,
+            "models": {
+                m: {
+                    "metrics": {k: v.model_dump() for k, v in r.metrics.items()},
+                    "params": r.params,
+                    "fold_params": r.fold_params,
+                }
+                for m, r in run.runs.items()
+            },
+            "baseline": {k: v.model_dump() for k, v in run.baseline.items()}
+            if run.baseline
+            else None,
+        }
+        (work / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
+        (work / "model_card.md").write_text(
+            model_card(meta, fairness=fair_df, imbalance=imb_df, plots=names)
+        )
     bundle_dir = save_bundle(
         Path(home) / "models",
         meta,

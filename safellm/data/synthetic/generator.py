@@ -4,9 +4,6 @@ files in a temporary sibling folder that replaces the output folder only at the 
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from safellm.data.synthetic.emit import emit_batch, write_dictionaries
 from safellm.data.synthetic.ids import Ids
 from safellm.data.synthetic.schema import TABLE_COLUMNS, SynthSummary
 from safellm.data.synthetic.writer import GzCsv
-from safellm.fsutil import replace_dir
+from safellm.fsutil import staged_dir
 
 
 def _check_args(patients: int, seed: int, batch_size: int) -> None:
@@ -52,12 +49,7 @@ def synthesize(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a folder; refusing to replace it")
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = parent / f".{out_dir.name}.tmp-{tag}"
-    tmp.mkdir()
-    try:
+    with staged_dir(out_dir) as tmp:
         writers: dict[str, GzCsv] = {}
         try:
             for table, cols in TABLE_COLUMNS.items():
@@ -77,10 +69,6 @@ def synthesize(
             for w in writers.values():
                 w.close()
         rows = {t: w.rows for t, w in writers.items()}
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return SynthSummary(
         out_dir=out_dir, patients=patients, admissions=n_adm, icustays=n_icu, rows=rows, seed=seed
     )
