@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "cohort_report.json"
 # Tables the cohort definitions read (staged first, so cohorts exist before the lab pass starts).
-COHORT_TABLES = ("PATIENTS", "ADMISSIONS", "ICUSTAYS")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -105,10 +104,14 @@ def build_dataset(
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
     notes: bool = True,
+    scratch: Path | None = None,
+    inflate_above: int = mimic.INFLATE_ABOVE_BYTES,
 ) -> BuildResult:
     """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`.
 
-    `notes=False` skips the notes export (the benchmark compares cohorts + features only)."""
+    `notes=False` skips the notes export (the benchmark compares cohorts + features only).
+    Gzipped tables over `inflate_above` bytes are inflated before reading, into `scratch` (by
+    default: shared memory when it has room, else the output's spill folder)."""
     started = time.perf_counter()
     folder = mimic.open_mimic(source)  # validates presence and headers before any write
     out_dir = Path(out_dir)
@@ -120,18 +123,17 @@ def build_dataset(
         try:
             skipped = folder.absent_optional
             mimic.create_views(con, folder)
-            mimic.stage(con, folder, list(COHORT_TABLES), on_table=lambda n: step(f"stage {n}"))
-            cohorts: dict[str, str] = {t: build_cohort(con, t) for t in TASKS}
+            inflate = mimic.Inflate(
+                scratch or mimic.scratch_dir(folder, spill, above_bytes=inflate_above),
+                inflate_above,
+            )
             # LABEVENTS, by far the largest table, is staged on a second connection while the other
             # tables are staged and every feature group but the labs is computed.
             labs_con = con.cursor()  # a second connection to the same database, made here
-            with _in_background(lambda: mimic.stage_table(labs_con, folder, "LABEVENTS")):
-                rest = [
-                    n
-                    for n, s in mimic.TABLES.items()
-                    if s.staged and n not in COHORT_TABLES and n != "LABEVENTS"
-                ]
-                mimic.stage(con, folder, rest, on_table=lambda n: step(f"stage {n}"))
+            with _in_background(lambda: mimic.stage_table(labs_con, folder, "LABEVENTS", inflate)):
+                rest = [n for n, s in mimic.TABLES.items() if s.staged and n != "LABEVENTS"]
+                mimic.stage(con, folder, rest, lambda n: step(f"stage {n}"), inflate)
+                cohorts: dict[str, str] = {t: build_cohort(con, t) for t in TASKS}
                 for task in TASKS:
                     compute_groups(con, task, cohorts[task])
                     prejoin(con, task, cohorts[task])

@@ -15,13 +15,18 @@ import csv
 import gzip
 import io
 import logging
+import os
 import re
+import shutil
+import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+from isal import igzip
 
 from safellm.errors import DataFormatError, MissingTableError, SchemaError
 
@@ -285,11 +290,13 @@ def create_views(con: duckdb.DuckDBPyConnection, folder: MimicFolder) -> None:
         con.execute(f"CREATE OR REPLACE VIEW raw_{name.lower()} AS {body}")
 
 
-def source_sql(folder: MimicFolder, name: str) -> str:
-    """A subquery reading table `name`'s needed columns straight from its file (not staged)."""
+def source_sql(folder: MimicFolder, name: str, relation: str | None = None) -> str:
+    """A subquery reading table `name`'s needed columns straight from its file (not staged), or
+    from `relation` (the same table read from elsewhere) when given."""
     spec = TABLES[name]
     where = f" WHERE {spec.where}" if spec.where else ""
-    return f"(SELECT {spec.select or ', '.join(spec.columns)} FROM raw_{name.lower()}{where})"
+    source = relation or f"raw_{name.lower()}"
+    return f"(SELECT {spec.select or ', '.join(spec.columns)} FROM {source}{where})"
 
 
 def stage(
@@ -297,22 +304,113 @@ def stage(
     folder: MimicFolder,
     names: list[str],
     on_table: Callable[[str], None] | None = None,
+    inflate: Inflate | None = None,
 ) -> None:
     """Read the named tables into DuckDB tables named like them (lower case), needed columns only
-    (absent optional tables: empty, of the right shape; see `create_views`)."""
+    (absent optional tables: empty, of the right shape; see `create_views`; for `inflate`, see
+    `table_source`)."""
     for name in names:
-        stage_table(con, folder, name)
+        stage_table(con, folder, name, inflate)
         if on_table is not None:
             on_table(name)
 
 
-def stage_table(con: duckdb.DuckDBPyConnection, folder: MimicFolder, name: str) -> None:
+# Gzipped tables larger than this are inflated to a scratch file before reading (see table_source).
+INFLATE_ABOVE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Inflate:
+    """Inflate gzipped tables larger than `above_bytes` into the folder `scratch` before reading."""
+
+    scratch: Path
+    above_bytes: int = INFLATE_ABOVE_BYTES
+
+
+def stage_table(
+    con: duckdb.DuckDBPyConnection,
+    folder: MimicFolder,
+    name: str,
+    inflate: Inflate | None = None,
+) -> None:
+    """Read table `name` into a DuckDB table (see `stage`, and `table_source` for `inflate`)."""
+    with table_source(folder, name, inflate) as source:
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {name.lower()} AS SELECT * FROM {source}")
+        except duckdb.Error as exc:
+            raise read_error(folder, name, exc) from exc
+
+
+@contextmanager
+def table_source(folder: MimicFolder, name: str, inflate: Inflate | None = None) -> Iterator[str]:
+    """A subquery reading table `name`'s needed columns from its file (`source_sql`).
+
+    DuckDB reads a `.csv.gz` on one thread with zlib. Given `inflate`, a large gzipped table is
+    first inflated into its scratch folder with ISA-L (about 5x faster than zlib), so that DuckDB
+    parses it in parallel; the plain copy is deleted on exit."""
+    path = folder.files.get(name)
+    if (
+        inflate is None
+        or path is None
+        or not path.name.lower().endswith(".gz")
+        or path.stat().st_size <= inflate.above_bytes
+    ):
+        yield source_sql(folder, name)
+        return
+    inflate.scratch.mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix=f"safellm-{name.lower()}-", dir=inflate.scratch))
     try:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {name.lower()} AS SELECT * FROM {source_sql(folder, name)}"
-        )
-    except duckdb.Error as exc:
-        raise read_error(folder, name, exc) from exc
+        plain = gunzip(path, own / f"{name.lower()}.csv")
+        yield source_sql(folder, name, _read_csv_sql(plain, folder.headers[name], TABLES[name]))
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+SHM = Path("/dev/shm")
+
+
+def scratch_dir(
+    folder: MimicFolder, fallback: Path, shm: Path = SHM, above_bytes: int = INFLATE_ABOVE_BYTES
+) -> Path:
+    """Where `table_source` inflates the tables over `above_bytes`: shared memory when it has room
+    for all of them with 1 GiB to spare, else `fallback` (on disk). Shared memory spares the disk
+    writes, which cost more than the decompression itself."""
+    big = [
+        p
+        for p in folder.files.values()
+        if p.name.lower().endswith(".gz") and p.stat().st_size > above_bytes
+    ]
+    try:
+        free = shutil.disk_usage(shm).free if shm.is_dir() else 0
+    except OSError:
+        free = 0
+    return shm if free >= sum(inflated_size(p) for p in big) + 1024**3 else fallback
+
+
+def inflated_size(path: Path) -> int:
+    """The size of gzip file `path` once inflated: its trailer's ISIZE (the size modulo 4 GiB), or
+    ten times the compressed size when ISIZE is below the compressed size (it wrapped)."""
+    size = path.stat().st_size
+    if size < 18:
+        return 0
+    with open(path, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(fh.read(4), "little")
+    return isize if isize >= size else 10 * size
+
+
+def gunzip(path: Path, dest: Path) -> Path:
+    """Decompress the gzip file `path` into `dest` (ISA-L); a `DataFormatError` naming `path` when
+    it is not gzip or is truncated (nothing is left at `dest` then)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with igzip.open(path, "rb") as src, open(dest, "wb") as out:
+            while block := src.read(16 * 1024 * 1024):
+                out.write(block)
+    except (OSError, EOFError, zlib.error) as exc:
+        dest.unlink(missing_ok=True)
+        raise DataFormatError(f"{path}: cannot decompress the file ({exc})") from exc
+    return dest
 
 
 def read_error(folder: MimicFolder, name: str, exc: duckdb.Error) -> DataFormatError:
