@@ -149,16 +149,24 @@ def _code_counts(c: str) -> str:
     """
 
 
-def _medications(c: str) -> str:
-    cases = []
-    high_risk = []
-    for cls, (_, patterns, alert) in MED_CLASSES.items():
-        cond = " OR ".join(f"m.drug_lc LIKE '%{p}%'" for p in patterns)
+def _med_class_map(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `med_class`: each distinct (lower-case) drug name with its class flags, so the
+    name patterns run once per name rather than once per prescription."""
+    flags = []
+    for cls, (_, patterns, _) in MED_CLASSES.items():
+        cond = " OR ".join(f"drug_lc LIKE '%{p}%'" for p in patterns)
         if cls == "anticoagulant":  # line flushes are not anticoagulation
-            cond = f"({cond}) AND m.drug_lc NOT LIKE '%flush%'"
-        cases.append(f"coalesce(max(CAST(({cond}) AS INTEGER)), 0) AS med_{cls}")
-        if alert:
-            high_risk.append(f"med_{cls}")
+            cond = f"({cond}) AND drug_lc NOT LIKE '%flush%'"
+        flags.append(f"CAST(({cond}) AS INTEGER) AS med_{cls}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE med_class AS SELECT drug_lc, {', '.join(flags)} "
+        f"FROM (SELECT DISTINCT lower(drug) AS drug_lc FROM prescriptions WHERE drug IS NOT NULL)"
+    )
+
+
+def _medications(c: str) -> str:
+    cases = [f"coalesce(max(k.med_{cls}), 0) AS med_{cls}" for cls in MED_CLASSES]
+    high_risk = [f"med_{cls}" for cls, (_, _, alert) in MED_CLASSES.items() if alert]
     return f"""
     WITH m AS (
       SELECT u.unit_id, lower(p.drug) AS drug_lc
@@ -168,10 +176,25 @@ def _medications(c: str) -> str:
       SELECT u.unit_id, count(DISTINCT m.drug_lc) AS n_meds,
         {", ".join(cases)}
       FROM {c} u LEFT JOIN m ON m.unit_id = u.unit_id
+        LEFT JOIN med_class k ON k.drug_lc = m.drug_lc
       GROUP BY u.unit_id
     )
     SELECT *, {" + ".join(high_risk)} AS n_high_risk_med_classes FROM agg
     """
+
+
+def time_value_key(t: str, v: str) -> str:
+    """SQL for one HUGEINT that orders rows like the pair (`t`, `v`): the TIMESTAMP `t` in the high
+    64 bits, the DOUBLE `v` in the low 64 (its IEEE bits, made order-preserving: negative numbers
+    inverted, positive ones with the sign bit set). `arg_max(x, key)` over it is the value at the
+    latest time, equal times broken towards the larger value, and runs about twice as fast as
+    `arg_max` over the struct `(t, v)`."""
+    bits = f"(({v})::BIT)::UBIGINT"
+    low = (
+        f"CASE WHEN {bits} >= 9223372036854775808 THEN 18446744073709551615 - {bits} "
+        f"ELSE {bits} + 9223372036854775808 END"
+    )
+    return f"(epoch_us({t})::HUGEINT * 18446744073709551616 + ({low})::HUGEINT)"
 
 
 def aggregate_labs(
@@ -183,16 +206,16 @@ def aggregate_labs(
     Labs count from 12 h before admission to the prediction time. "last" is the value at the latest
     chart time; equal times break towards the larger value.
     """
-    units = " UNION ALL ".join(
-        f"SELECT '{task}' AS task, unit_id, subject_id, admittime, prediction_time FROM {c}"
-        for task, c in cohorts.items()
+    units = " UNION ALL ".join(  # tasks by number: a small integer groups faster than a string
+        f"SELECT {i}::UTINYINT AS task, unit_id, subject_id, admittime, prediction_time FROM {c}"
+        for i, c in enumerate(cohorts.values())
     )
     con.execute(
         f"""
         CREATE OR REPLACE TABLE lab_agg AS
         SELECT u.task, u.unit_id, e.itemid,
-          arg_max(e.valuenum, (e.charttime, e.valuenum)) FILTER (WHERE e.valuenum IS NOT NULL)
-            AS vlast,
+          arg_max(e.valuenum, {time_value_key("e.charttime", "e.valuenum")})
+            FILTER (WHERE e.valuenum IS NOT NULL) AS vlast,
           min(e.valuenum) AS vmin, max(e.valuenum) AS vmax,
           count(*) FILTER (WHERE e.abnormal) AS nab
         FROM ({units}) u JOIN {source} e ON e.subject_id = u.subject_id
@@ -223,10 +246,10 @@ def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
             f'w."{itemid}_max" AS lab_{stem}_max',
             f'coalesce(w."{itemid}_nab", 0) AS lab_{stem}_n_abnormal',
         ]
-    for task, c in cohorts.items():
+    for i, (task, c) in enumerate(cohorts.items()):  # task numbers as in `aggregate_labs`
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS SELECT u.unit_id, {', '.join(cols)} "
-            f"FROM {c} u LEFT JOIN lab_wide w ON w.unit_id = u.unit_id AND w.task = '{task}'"
+            f"FROM {c} u LEFT JOIN lab_wide w ON w.unit_id = u.unit_id AND w.task = {i}"
         )
     con.execute("DROP TABLE lab_agg")
     con.execute("DROP TABLE lab_wide")
@@ -261,7 +284,8 @@ def _micro_transfers_services(c: str) -> str:
 
 
 def _vitals(c: str) -> str:
-    """Last value of each vital sign in the 24 h before the prediction time (same tie rule)."""
+    """Last non-null value of each vital sign in the 24 h before the prediction time (same tie
+    rule as the labs)."""
     cases = " ".join(
         f"WHEN e.itemid IN {_ids(items)} THEN '{stem}'" for stem, (items, _, _) in VITALS.items()
     )
@@ -272,7 +296,7 @@ def _vitals(c: str) -> str:
     return f"""
     WITH v AS (
       SELECT u.unit_id, CASE {cases} END AS vital,
-        arg_max(e.valuenum, (e.charttime, e.valuenum)) AS vlast
+        arg_max(e.valuenum, {time_value_key("e.charttime", "e.valuenum")}) AS vlast
       FROM {c} u JOIN chartevents e ON e.subject_id = u.subject_id
       WHERE e.charttime >= u.prediction_time - INTERVAL 24 HOUR
         AND e.charttime < u.prediction_time
@@ -301,6 +325,7 @@ def compute_groups(con: duckdb.DuckDBPyConnection, task: str, cohort_table: str)
     """Temp tables `fg_<task>_<group>` for every feature group but the labs (which need
     LABEVENTS: see `aggregate_labs`)."""
     _elix_map(con)
+    _med_class_map(con)
     for name, sql in _groups(task, cohort_table).items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE fg_{task}_{name} AS {sql}")
 
