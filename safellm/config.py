@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Environment switches that keep every third-party library off the network. They are only set when
@@ -47,7 +47,37 @@ class Settings(BaseSettings):
         default="2GB", description="DuckDB memory cap; larger work spills to disk."
     )
     duckdb_threads: int = Field(default=2, ge=1)
-    llm_model: str = Field(default="local", description="Default model for explanations.")
+    llm_model: str = Field(
+        default="local",
+        description="Default model: local (packaged GGUF), fake, or any LiteLLM model string.",
+    )
+    llm_api_base: str | None = Field(
+        default=None, description="API base for LiteLLM models (a vLLM / llama.cpp server...)."
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="API key for LiteLLM models.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout of the LLM.")
+    llm_max_retries: int = Field(default=2, ge=0, description="Retries of a failed LLM call.")
+    local_model: str = Field(
+        default="qwen2.5-coder-1.5b",
+        description="Packaged local model (qwen2.5-coder-1.5b, qwen2.5-coder-0.5b).",
+    )
+    local_model_path: Path | None = Field(
+        default=None, description="Any GGUF file to run locally instead of a packaged model."
+    )
+    local_n_ctx: int = Field(default=4096, ge=512, description="Context window of the local model.")
+    local_threads: int = Field(default=2, ge=1, description="CPU threads of the local model.")
+    model_cache: Path | None = Field(
+        default=None,
+        description="Where packaged models are assembled [$SAFELLM_HOME/cache/models].",
+    )
+    prompts_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "prompts",
+        description="Folder of prompt files (one YAML per prompt and version).",
+    )
+    explain_top_facts: int = Field(
+        default=6, ge=1, le=30, description="Contributions shown to the LLM."
+    )
+    explain_notes: int = Field(default=3, ge=0, le=20, description="Note chunks shown to the LLM.")
 
     @property
     def data_dir(self) -> Path:
@@ -60,6 +90,14 @@ class Settings(BaseSettings):
     @property
     def tmp_dir(self) -> Path:
         return self.home / "tmp"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache or self.home / "cache" / "models"
 
 
 def apply_offline_switches(environ: dict[str, str] | None = None) -> None:

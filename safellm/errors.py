@@ -9,8 +9,16 @@
     │   ├── SchemaError               a table lacks a required column
     │   └── DataFormatError           a file cannot be read (truncated gzip, bad timestamp, ...)
     ├── ConfigError                   the operator must fix settings / installation
-    └── ArtifactError                 a built artifact (data, model bundle) is missing or stale:
-                                      run the command named in the message
+    │   ├── ModelNotInstalledError    a packaged model's part package is not installed
+    │   ├── ModelIntegrityError       an assembled model file fails its sha256 check
+    │   └── PromptError               a prompt file is invalid, or a variable is missing
+    ├── ArtifactError                 a built artifact (data, model bundle) is missing or stale:
+    │                                 run the command named in the message
+    └── LLMError                      the language model failed; retry later or pick another model
+        ├── LLMUnavailableError       the provider cannot be reached or refused the call
+        ├── LLMTimeoutError           no answer within the timeout
+        ├── ContextOverflowError      the prompt does not fit the model's context window
+        └── LLMResponseError          the answer is empty or unusable
 
 Every message names the file, column or setting involved, and what to do.
 """
@@ -56,3 +64,35 @@ class ConfigError(SafeLLMError):
 
 class ArtifactError(SafeLLMError):
     """A built artifact is missing or unusable; the message names the command that builds it."""
+
+
+class ModelNotInstalledError(ConfigError):
+    """A packaged model's part package is missing: install it (the message says how)."""
+
+
+class ModelIntegrityError(ConfigError):
+    """The assembled model file does not match its published sha256."""
+
+
+class PromptError(ConfigError):
+    """A prompt file is invalid, or rendering it lacks a variable."""
+
+
+class LLMError(SafeLLMError):
+    """The language model failed. The message names the model and provider."""
+
+
+class LLMUnavailableError(LLMError):
+    """The provider cannot be reached (no network, wrong address) or refused the call."""
+
+
+class LLMTimeoutError(LLMError):
+    """The model gave no answer within the timeout."""
+
+
+class ContextOverflowError(LLMError):
+    """The prompt (facts + notes + question) does not fit the model's context window."""
+
+
+class LLMResponseError(LLMError):
+    """The model's answer is empty or unusable."""
