@@ -1,0 +1,1 @@
+"""The LLM layer: one chat-model interface, its adapters, prompts as data, note retrieval."""

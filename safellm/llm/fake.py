@@ -1,0 +1,90 @@
+"""A deterministic chat model that ships with the package: tests and `--model fake` use it.
+
+By default it writes a short rationale from the facts it finds in the prompt (lines such as
+`[F1] Creatinine (last) = 11.1 mg/dL; raises the risk`), citing each, so the whole pipeline runs
+offline and gives the same answer every time. A script (a list of answers, used in turn) or a
+function of the request replaces that behaviour; an exception in the script is raised instead of
+answering, which is how tests inject LLM faults.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+
+from safellm.llm.base import ChatRequest, ChatResponse, TokenSink
+
+Responder = Callable[[ChatRequest], str]
+
+FACT_LINE = re.compile(
+    r"^\[(F\d+)\]\s*(?P<label>[^=\n]+?)\s*=\s*(?P<value>[^;\n]+);\s*(?P<dir>raises|lowers)", re.M
+)
+NOTE_LINE = re.compile(r"^\[(N\d+)\]", re.M)
+
+
+def grounded_answer(request: ChatRequest) -> str:
+    """A rationale built only from the prompt's fact lines: the top three, in rank order, cited."""
+    prompt = request.messages[-1].content if request.messages else ""
+    parsed = [m.groupdict() | {"id": m.group(1)} for m in FACT_LINE.finditer(prompt)]
+    if not parsed:
+        return "The facts given do not explain this prediction."
+    raising = [f for f in parsed[:3] if f["dir"] == "raises"]
+    lowering = [f for f in parsed[:3] if f["dir"] == "lowers"]
+    parts = []
+    if raising:
+        items = ", ".join(f"{f['label']} of {f['value'].strip()} [{f['id']}]" for f in raising)
+        parts.append(f"The risk is driven up by {items}.")
+    if lowering:
+        items = ", ".join(f"{f['label']} of {f['value'].strip()} [{f['id']}]" for f in lowering)
+        parts.append(f"It is held down by {items}.")
+    notes = NOTE_LINE.findall(prompt)
+    if notes:
+        parts.append(f"The notes describe the admission [{notes[0]}].")
+    return " ".join(parts)
+
+
+class FakeChatModel:
+    """Deterministic answers: `script` (answers or exceptions, in turn, the last one repeating),
+    or `responder(request)`, or by default `grounded_answer`. `token_delay_s` slows the stream."""
+
+    def __init__(
+        self,
+        script: Sequence[str | BaseException] | None = None,
+        responder: Responder | None = None,
+        name: str = "fake",
+        token_delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self._script = list(script or [])
+        self._responder = responder or grounded_answer
+        self._delay = token_delay_s
+        self.requests: list[ChatRequest] = []
+
+    def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        started = time.perf_counter()
+        self.requests.append(request)
+        if self._script:
+            item = self._script[0] if len(self._script) == 1 else self._script.pop(0)
+            if isinstance(item, BaseException):
+                raise item
+            text = item
+        else:
+            text = self._responder(request)
+        tokens = re.findall(r"\S+\s*|\s+", text)
+        first = None
+        for tok in tokens:
+            if self._delay:
+                time.sleep(self._delay)
+            if first is None:
+                first = time.perf_counter() - started
+            if on_token is not None:
+                on_token(tok)
+        return ChatResponse(
+            text=text,
+            model=self.name,
+            finish_reason="stop",
+            completion_tokens=len(tokens),
+            first_token_s=first,
+            total_s=time.perf_counter() - started,
+        )

@@ -1,0 +1,176 @@
+"""Any LiteLLM model string as a `ChatModel`: timeouts, bounded retries, errors mapped into ours.
+
+The packaged local model is served the same way, as the LiteLLM custom provider `safellm_local`
+(see `safellm.llm.local`), so local and remote models share this code path.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from safellm.errors import (
+    ContextOverflowError,
+    LLMError,
+    LLMResponseError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+)
+from safellm.llm.base import ChatRequest, ChatResponse, TokenSink, unknown_model
+
+
+def import_litellm() -> Any:
+    from safellm.config import apply_offline_switches
+
+    apply_offline_switches()  # before the import: litellm fetches its cost map at import time
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def provider_of(model: str) -> str:
+    """The LiteLLM provider of a model string (`openai`, `anthropic`, `safellm_local`...)."""
+    try:
+        return str(import_litellm().get_llm_provider(model)[1])
+    except Exception:
+        return model.split("/", 1)[0] if "/" in model else "unknown"
+
+
+def check_model_string(model: str) -> None:
+    """An `UnknownNameError` unless some LiteLLM provider claims `model`."""
+    if not model:
+        raise unknown_model(model, "empty name")
+    try:
+        import_litellm().get_llm_provider(model)
+    except Exception as exc:
+        raise unknown_model(model, "no LiteLLM provider serves it") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^litellm\.\w+:\s*", "", text)
+    return text[:300]
+
+
+def map_error(exc: BaseException, model: str, timeout_s: float) -> LLMError:
+    """A LiteLLM (or provider) exception as one of our `LLMError`s, naming model and provider."""
+    litellm = import_litellm()
+    who = f"model {model} (provider {provider_of(model)})"
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return ContextOverflowError(
+            f"{who}: the prompt does not fit its context window: {_short(exc)}"
+        )
+    if isinstance(exc, litellm.Timeout):
+        return LLMTimeoutError(f"{who}: no answer within {timeout_s:g} s")
+    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
+        return LLMUnavailableError(
+            f"{who}: the provider refused the credentials (set SAFELLM_LLM_API_KEY): {_short(exc)}"
+        )
+    if isinstance(exc, litellm.APIConnectionError) or "connection error" in str(exc).lower():
+        return LLMUnavailableError(
+            f"{who}: cannot reach the provider (no network, or a wrong SAFELLM_LLM_API_BASE?): "
+            f"{_short(exc)}"
+        )
+    if isinstance(exc, litellm.RateLimitError):
+        return LLMUnavailableError(f"{who}: rate limited by the provider: {_short(exc)}")
+    return LLMUnavailableError(f"{who}: the call failed: {_short(exc)}")
+
+
+class LiteLLMChatModel:
+    """A `ChatModel` over `litellm.completion`."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        name: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.name = name or model
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.api_base = api_base
+        self.api_key = api_key
+        self.extra = dict(extra or {})  # e.g. mock_response in tests
+
+    def _kwargs(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "timeout": self.timeout_s,
+            "num_retries": self.max_retries,
+            "stream": stream,
+        }
+        if request.stop:
+            kw["stop"] = list(request.stop)
+        if request.seed is not None:
+            kw["seed"] = request.seed
+        if request.json_schema is not None:
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
+            }
+        if self.api_base:
+            kw["api_base"] = self.api_base
+        if self.api_key:
+            kw["api_key"] = self.api_key
+        return kw | self.extra
+
+    def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        litellm = import_litellm()
+        started = time.perf_counter()
+        first: float | None = None
+        finish: str | None = None
+        n_chunks = 0
+        try:
+            if on_token is None:
+                resp = litellm.completion(**self._kwargs(request, stream=False))
+                choice = resp.choices[0]
+                text = choice.message.content or ""
+                finish = choice.finish_reason
+                usage = getattr(resp, "usage", None)
+                n_chunks = int(getattr(usage, "completion_tokens", 0) or 0)
+            else:
+                pieces: list[str] = []
+                for chunk in litellm.completion(**self._kwargs(request, stream=True)):
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    delta = choice.delta.content or ""
+                    if delta:
+                        if first is None:
+                            first = time.perf_counter() - started
+                        pieces.append(delta)
+                        n_chunks += 1
+                        on_token(delta)
+                    finish = choice.finish_reason or finish
+                    if time.perf_counter() - started > self.timeout_s:
+                        raise litellm.Timeout(
+                            message="stream too slow", model=self.model, llm_provider="stream"
+                        )
+                text = "".join(pieces)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, self.model, self.timeout_s) from exc
+        if not text.strip():
+            raise LLMResponseError(f"model {self.model}: empty answer (finish reason {finish})")
+        total = time.perf_counter() - started
+        return ChatResponse(
+            text=text,
+            model=self.name,
+            finish_reason=finish,
+            completion_tokens=n_chunks or None,
+            first_token_s=first if first is not None else total,
+            total_s=total,
+        )

