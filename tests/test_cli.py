@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from safellm.cli import _shown, app
+from safellm.cli import app
+from safellm.explain.facts import shown_value as _shown
 
 
 @pytest.mark.slow
+@pytest.mark.llm
 def test_demo_runs_the_whole_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SAFELLM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SAFELLM_SYNTHETIC_PATIENTS", "400")
@@ -24,6 +26,9 @@ def test_demo_runs_the_whole_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     # the Facts table of the highest-risk patient, with ranked citations and directions
     assert "predicted" in res.output and "band high" in res.output
     assert "F1" in res.output and ("raises" in res.output or "lowers" in res.output)
+    # then the packaged local model's rationale, streamed, with its citations and versions
+    assert "Rationale:" in res.output and "llm local:qwen2.5-coder-1.5b" in res.output
+    assert "prompt explain-risk@v1" in res.output
 
 
 def test_synth_writes_a_hospital(tmp_path: Path) -> None:

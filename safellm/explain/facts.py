@@ -72,3 +72,14 @@ def band_for(risk: float, thresholds: tuple[float, float]) -> Band:
     if risk >= thresholds[0]:
         return "moderate"
     return "low"
+
+
+def shown_value(value: float | str | None, unit: str) -> str:
+    """A raw feature value as a clinician reads it (and as rationales must quote it)."""
+    if value is None:
+        return "not measured"
+    if isinstance(value, str):
+        return value
+    if unit == "yes/no":
+        return "yes" if value else "no"
+    return f"{value:g} {unit}".strip()

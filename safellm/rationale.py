@@ -1,0 +1,229 @@
+"""Facts + note evidence → prompt → model → guards → Explanation.
+
+The model sees the top contributions as lines `[F1] <label> = <value>; raises the risk (...)` and the
+note chunks as `[N1] (<category>, <time>) <text>`, and answers in prose with inline citations. The
+answer becomes `{text, citations}`; the guard step (`GuardStep`) then decides what is shown: here a
+pass-through, filled in by the guard layer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction, shown_value
+from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
+from safellm.llm.prompts import Prompt
+
+TASK_LABELS = {
+    "readmission": "30-day readmission risk at discharge",
+    "icu_mortality": "ICU mortality risk, 24 hours into the ICU stay",
+    "los": "Length of stay, predicted 24 hours after admission",
+}
+DEFAULT_QUESTION = "Why is this patient at this risk?"
+CITATION = re.compile(r"\[\s*([FN]\d+(?:\s*[,;]\s*[FN]\d+)*)\s*\]")
+
+
+class RationaleAnswer(BaseModel):
+    text: str
+    citations: list[str] = Field(description="Fact and note ids cited, in order of first use.")
+
+
+class Violation(BaseModel):
+    rule: str
+    detail: str
+    span: tuple[int, int] | None = None
+
+
+class GuardReport(BaseModel):
+    passed: bool
+    attempts: int = Field(ge=1)
+    fallback_used: bool = False
+    violations: list[Violation] = Field(default_factory=list)
+
+
+class Versions(BaseModel):
+    risk_model: str
+    prompt: str
+    policy: str
+    llm: str
+
+
+class Explanation(BaseModel):
+    """The shape of DESIGN.md's Explanation (REST `/v1/explain`, `safellm explain --json`)."""
+
+    task: str
+    subject_id: int
+    hadm_id: int
+    icustay_id: int | None = None
+    question: str
+    prediction: Prediction
+    facts: Facts
+    rationale: RationaleAnswer
+    guard: GuardReport
+    versions: Versions
+    latency_s: float
+    first_token_s: float | None = None
+
+
+Reask = Callable[[list[Violation]], RationaleAnswer]
+
+
+class GuardStep(Protocol):
+    """Checks a draft; may re-ask (`reask(violations)`) or replace it. Returns what to show."""
+
+    policy_version: str
+
+    def __call__(
+        self, facts: Facts, draft: RationaleAnswer, reask: Reask
+    ) -> tuple[RationaleAnswer, GuardReport]: ...
+
+
+class PassThrough:
+    """No checks: the draft is shown as it is."""
+
+    policy_version = "none"
+
+    def __call__(
+        self, facts: Facts, draft: RationaleAnswer, reask: Reask
+    ) -> tuple[RationaleAnswer, GuardReport]:
+        return draft, GuardReport(passed=True, attempts=1)
+
+
+# ---------------------------------------------------------------------------------- rendering
+def _effect(c: Contribution, task: str, space: str) -> str:
+    what = "the predicted length of stay" if task == "los" else "the risk"
+    scale = {"log-odds": "log-odds", "probability": "probability", "days": "days"}.get(
+        space, "log-days"
+    )
+    return f"{c.direction} {what} ({c.shap:+.2f} {scale})"
+
+
+def fact_lines(facts: Facts) -> str:
+    return "\n".join(
+        f"[{c.id}] {c.label} = {shown_value(c.value, c.unit)}; "
+        f"{_effect(c, facts.task, facts.prediction.space)}"
+        for c in facts.contributions
+    )
+
+
+def note_lines(notes: list[NoteEvidence]) -> str:
+    if not notes:
+        return "(no notes charted before the prediction time)"
+    return "\n".join(
+        f"[{n.id}] ({n.category}, {n.chart_time or 'undated'}) {' '.join(n.text.split())}"
+        for n in notes
+    )
+
+
+def risk_statement(facts: Facts) -> str:
+    p = facts.prediction
+    if facts.task == "los":
+        return f"Predicted length of stay: {p.risk:.1f} days (band: {p.band})."
+    return f"Predicted risk: {p.risk:.1%} (band: {p.band})."
+
+
+def prompt_variables(
+    facts: Facts, question: str, history: list[tuple[str, str]] | None = None
+) -> dict[str, str]:
+    v = {
+        "task_label": TASK_LABELS.get(facts.task, facts.task),
+        "risk_statement": risk_statement(facts),
+        "facts": fact_lines(facts),
+        "notes": note_lines(facts.notes),
+        "question": question,
+    }
+    if history is not None:
+        v["history"] = (
+            "\n".join(f"Q: {q}\nA: {a}" for q, a in history) if history else "(nothing yet)"
+        )
+    return v
+
+
+def citations(text: str) -> list[str]:
+    """Ids cited inline (`[F1]`, `[F1, N2]`), unique, in order of first use."""
+    seen: list[str] = []
+    for group in CITATION.findall(text):
+        for cid in re.split(r"\s*[,;]\s*", group):
+            if cid not in seen:
+                seen.append(cid)
+    return seen
+
+
+def answer_of(text: str) -> RationaleAnswer:
+    text = text.strip()
+    return RationaleAnswer(text=text, citations=citations(text))
+
+
+def reask_request(
+    base: ChatRequest, draft: RationaleAnswer, problems: list[Violation]
+) -> ChatRequest:
+    """The same conversation, plus the rejected draft and what was wrong with it."""
+    listed = "\n".join(f"- {v.detail}" for v in problems)
+    msgs = [
+        *base.messages,
+        ChatMessage(role="assistant", content=draft.text),
+        ChatMessage(
+            role="user",
+            content="Your answer broke the rules:\n"
+            f"{listed}\nWrite the answer again, fixing these problems, using only the facts "
+            "and notes above, with citations.",
+        ),
+    ]
+    return base.model_copy(update={"messages": msgs})
+
+
+# ----------------------------------------------------------------------------------- pipeline
+def explain(
+    facts: Facts,
+    model: ChatModel,
+    prompt: Prompt,
+    *,
+    question: str | None = None,
+    history: list[tuple[str, str]] | None = None,
+    guard: GuardStep | None = None,
+    on_token: TokenSink | None = None,
+    max_tokens: int | None = None,
+) -> Explanation:
+    """The rationale for `facts` (already cut to the contributions and notes the model may cite).
+
+    `max_tokens` overrides the prompt's own limit (benchmarks)."""
+    started = time.perf_counter()
+    guard = guard or PassThrough()
+    q = (question or "").strip() or DEFAULT_QUESTION
+    uses_history = "history" in prompt.spec.variables
+    variables = prompt_variables(facts, q, (history or []) if uses_history else None)
+    request = prompt.request(**variables)
+    if max_tokens is not None:
+        request = request.model_copy(update={"max_tokens": max_tokens})
+    first = model.chat(request, on_token=on_token)
+    draft = answer_of(first.text)
+
+    def reask(problems: list[Violation]) -> RationaleAnswer:
+        again = model.chat(reask_request(request, draft, problems))
+        return answer_of(again.text)
+
+    shown, report = guard(facts, draft, reask)
+    return Explanation(
+        task=facts.task,
+        subject_id=facts.subject_id,
+        hadm_id=facts.hadm_id,
+        icustay_id=facts.icustay_id,
+        question=q,
+        prediction=facts.prediction,
+        facts=facts,
+        rationale=shown,
+        guard=report,
+        versions=Versions(
+            risk_model=f"{facts.model}@{facts.model_version}",
+            prompt=prompt.version,
+            policy=guard.policy_version,
+            llm=model.name,
+        ),
+        latency_s=time.perf_counter() - started,
+        first_token_s=first.first_token_s,
+    )

@@ -1,0 +1,175 @@
+"""The explanation service: the edge that loads data, model bundles, notes, prompts and LLMs (once
+each) and runs the pure pipeline of `safellm.rationale` for one patient. The CLI, the REST API and
+the chat all go through it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from safellm.config import Settings
+from safellm.data import notes as notes_io
+from safellm.errors import UnknownPatientError, UserInputError
+from safellm.explain.facts import Facts
+from safellm.llm.base import ChatModel, TokenSink, get_model
+from safellm.llm.prompts import Prompt, load_prompt
+from safellm.llm.retrieval import Embedder, MiniLMEmbedder, query_for, retrieve
+from safellm.rationale import Explanation, GuardStep, explain
+
+
+class ExplanationService:
+    """Everything needed to explain a patient, loaded lazily and kept."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        guard: GuardStep | None = None,
+        models: dict[str, ChatModel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self.guard = guard
+        self._models: dict[str, ChatModel] = dict(models or {})
+        self._tasks: dict[str, Any] = {}
+        self._explainers: dict[str, Any] = {}
+        self._prompts: dict[str, Prompt] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------------------ loading
+    def task_data(self, task: str) -> Any:
+        from safellm.risk.dataset import load_task
+
+        with self._lock:
+            if task not in self._tasks:
+                self._tasks[task] = load_task(self.settings.data_dir, task)
+            return self._tasks[task]
+
+    def explainer(self, task: str) -> Any:
+        from safellm.risk.registry import load_bundle
+
+        with self._lock:
+            if task not in self._explainers:
+                bundle = load_bundle(self.settings.models_dir, task)
+                self._explainers[task] = bundle.explainer()
+            return self._explainers[task]
+
+    def model(self, name: str | None = None) -> ChatModel:
+        name = name or self.settings.llm_model
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = get_model(name, self.settings)
+            return self._models[name]
+
+    def prompt(self, name: str) -> Prompt:
+        with self._lock:
+            if name not in self._prompts:
+                self._prompts[name] = load_prompt(self.settings.prompts_dir, name)
+            return self._prompts[name]
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = MiniLMEmbedder()
+        return self._embedder
+
+    # ------------------------------------------------------------------------------- patients
+    def unit(
+        self, task: str, hadm_id: int | None = None, icustay_id: int | None = None
+    ) -> pd.Series:
+        """The row of the task table for this admission or ICU stay."""
+        frame = self.task_data(task).frame
+        if (hadm_id is None) == (icustay_id is None):
+            raise UserInputError("give exactly one of hadm_id or icustay_id")
+        if icustay_id is not None:
+            if task != "icu_mortality":
+                raise UserInputError(f"task {task} is per admission: give hadm_id, not icustay_id")
+            rows = frame[frame["icustay_id"] == icustay_id]
+            what = f"ICU stay {icustay_id}"
+        else:
+            rows = frame[frame["hadm_id"] == hadm_id]
+            what = f"admission {hadm_id}"
+            if len(rows) > 1:
+                ids = ", ".join(str(int(i)) for i in rows["icustay_id"])
+                raise UserInputError(
+                    f"{what} has {len(rows)} ICU stays in the {task} cohort ({ids}): "
+                    f"give the icustay_id"
+                )
+        if rows.empty:
+            raise UnknownPatientError(
+                f"{what} is not in the {task} cohort (see the cohort definitions in the README)"
+            )
+        return rows.iloc[0]
+
+    def facts(
+        self,
+        task: str,
+        hadm_id: int | None = None,
+        icustay_id: int | None = None,
+        question: str | None = None,
+    ) -> Facts:
+        """Facts for one unit, cut to the top contributions, with its note evidence."""
+        row = self.unit(task, hadm_id, icustay_id)
+        full = self.explainer(task).facts(row)
+        top = full.contributions[: self.settings.explain_top_facts]
+        evidence = []
+        if self.settings.explain_notes > 0:
+            notes = notes_io.before(
+                notes_io.load_notes(self.settings.data_dir, full.hadm_id), row["prediction_time"]
+            )
+            chunks = notes_io.chunks(notes)
+            if chunks:
+                evidence = retrieve(
+                    chunks, query_for(top, question), self.embedder, self.settings.explain_notes
+                )
+        return full.model_copy(update={"contributions": top, "notes": evidence})
+
+    def highest_risk(self, task: str) -> pd.Series:
+        """The unit with the highest predicted risk (or longest predicted stay)."""
+        td = self.task_data(task)
+        _, output = self.explainer(task).attributions(td.frame)
+        return td.frame.iloc[int(np.argmax(output))]
+
+    # -------------------------------------------------------------------------------- explain
+    def explain(
+        self,
+        task: str,
+        hadm_id: int | None = None,
+        icustay_id: int | None = None,
+        *,
+        question: str | None = None,
+        model: str | None = None,
+        prompt: str = "explain-risk",
+        history: list[tuple[str, str]] | None = None,
+        on_token: TokenSink | None = None,
+    ) -> Explanation:
+        facts = self.facts(task, hadm_id, icustay_id, question)
+        return self.explain_facts(
+            facts, question=question, model=model, prompt=prompt, history=history, on_token=on_token
+        )
+
+    def explain_facts(
+        self,
+        facts: Facts,
+        *,
+        question: str | None = None,
+        model: str | None = None,
+        prompt: str = "explain-risk",
+        history: list[tuple[str, str]] | None = None,
+        on_token: TokenSink | None = None,
+    ) -> Explanation:
+        """The rationale for Facts already made by `facts` (which this does not repeat)."""
+        return explain(
+            facts,
+            self.model(model),
+            self.prompt(prompt),
+            question=question,
+            history=history,
+            guard=self.guard,
+            on_token=on_token,
+        )

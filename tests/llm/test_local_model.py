@@ -1,0 +1,56 @@
+"""The real packaged model, end to end, offline (assembled from its part packages, sha256-checked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from safellm.cli import app
+from safellm.config import Settings
+from safellm.errors import ContextOverflowError
+from safellm.explain.facts import NoteEvidence
+from safellm.llm.base import get_model
+from safellm.llm.prompts import load_prompt
+from safellm.rationale import explain
+from safellm.service import ExplanationService
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+
+def test_local_model_writes_a_cited_rationale(
+    demo_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAFELLM_HOME", str(demo_home))
+    hadm = int(pd.read_parquet(demo_home / "data" / "readmission.parquet")["hadm_id"].iloc[0])
+    res = CliRunner().invoke(
+        app,
+        ["explain", "--task", "readmission", "--hadm-id", str(hadm), "--model", "local", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    exp = json.loads(res.stdout)
+    assert exp["versions"]["llm"] == "local:qwen2.5-coder-1.5b"
+    assert len(exp["rationale"]["text"].split()) >= 10
+    shown = {c["id"] for c in exp["facts"]["contributions"]}
+    assert exp["rationale"]["citations"] and set(exp["rationale"]["citations"]) & shown
+
+
+def test_too_many_notes_overflow_the_context_clearly(demo_home: Path, tmp_path: Path) -> None:
+    settings = Settings(home=demo_home, local_n_ctx=1024)
+    service = ExplanationService(settings)
+    hadm = int(pd.read_parquet(demo_home / "data" / "readmission.parquet")["hadm_id"].iloc[0])
+    facts = service.facts("readmission", hadm)
+    note = "Patient resting comfortably, vital signs stable, plan unchanged. " * 12
+    many = [
+        NoteEvidence(id=f"N{i}", note_id=i, category="Nursing", chart_time=None, text=note)
+        for i in range(1, 21)
+    ]
+    with pytest.raises(ContextOverflowError, match=r"context window.*SAFELLM_LOCAL_N_CTX"):
+        explain(
+            facts.model_copy(update={"notes": many}),
+            get_model("local", settings),
+            load_prompt(settings.prompts_dir, "explain-risk"),
+        )

@@ -1,0 +1,73 @@
+"""`safellm explain` on the MIMIC-III demo with the fake model, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from safellm.cli import app
+
+
+@pytest.fixture
+def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SAFELLM_HOME", str(demo_home))
+    return demo_home
+
+
+def _hadm(home: Path, task: str = "readmission") -> int:
+    return int(pd.read_parquet(home / "data" / f"{task}.parquet")["hadm_id"].iloc[0])
+
+
+def _run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, ["explain", *args])
+
+
+def test_explain_with_fake_model_is_deterministic(home: Path) -> None:
+    args = ["--task", "readmission", "--hadm-id", str(_hadm(home)), "--model", "fake", "--json"]
+    a, b = _run(*args), _run(*args)
+    assert a.exit_code == 0, a.output
+    ea, eb = json.loads(a.stdout), json.loads(b.stdout)
+    assert ea["rationale"] == eb["rationale"]
+    assert ea["rationale"]["citations"] and ea["rationale"]["citations"][0] == "F1"
+    assert ea["hadm_id"] == _hadm(home) and ea["versions"]["llm"] == "fake"
+    ids = [c["id"] for c in ea["facts"]["contributions"]]
+    assert ids == [f"F{i}" for i in range(1, len(ids) + 1)] and len(ids) <= 6
+
+
+def test_explain_streams_to_the_terminal(home: Path) -> None:
+    res = _run("--task", "readmission", "--hadm-id", str(_hadm(home)), "--model", "fake")
+    assert res.exit_code == 0, res.output
+    assert "Rationale:" in res.output and "[F1]" in res.output and "citations: F1" in res.output
+
+
+def test_icu_task_by_icustay(home: Path) -> None:
+    icu = int(pd.read_parquet(home / "data" / "icu_mortality.parquet")["icustay_id"].iloc[0])
+    res = _run("--task", "icu_mortality", "--icustay-id", str(icu), "--model", "fake", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["icustay_id"] == icu
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--task", "readmission", "--hadm-id", "1", "--model", "fake"],
+            "not in the readmission cohort",
+        ),
+        (["--task", "sepsis", "--hadm-id", "1"], "unknown task 'sepsis'"),
+        (["--task", "readmission", "--model", "fake"], "exactly one of hadm_id or icustay_id"),
+        (
+            ["--task", "readmission", "--hadm-id", "{hadm}", "--model", "gpt-nonsense-9"],
+            "unknown model",
+        ),
+        (["--task", "los", "--hadm-id", "{hadm}", "--model", "fake"], "no trained model"),
+    ],
+)
+def test_bad_requests_are_clear_errors(home: Path, args: list[str], message: str) -> None:
+    res = _run(*[a.format(hadm=_hadm(home)) for a in args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()) and "Traceback" not in res.output
