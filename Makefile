@@ -6,11 +6,21 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test lint bench clean
 
+# llama-cpp-python is built once per machine with explicit CPU flags (the default native build
+# crashes on VMs whose CPU advertises AMX) and kept as a wheel outside the repository.
+WHEELS ?= $(HOME)/.cache/safellm/wheels
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) --upgrade pip==25.3
 	$(PIP) torch==2.13.0
-	$(PIP) -r requirements.lock
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) for this CPU (about 5 minutes, once)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
+	$(PIP) --find-links $(WHEELS) --only-binary llama-cpp-python -r requirements.lock
 	$(PIP) --no-deps -e .
 	touch $(STAMP)
 
