@@ -1,0 +1,1 @@
+"""Guards: every rationale checked against the Facts and the clinical safety rules."""
