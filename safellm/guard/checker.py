@@ -1,0 +1,350 @@
+"""The deterministic claim checker: a rationale, sentence by sentence, against the Facts.
+
+For each sentence it finds the features named (`Lexicon`), the numbers stated (with `%`), the
+direction asserted ("raises", "lowers", ...) and ordering claims ("the strongest factor"), and the
+citations. Violations (rule ids as in the policy):
+
+    fact.number       a number that matches no fact, prediction figure or task constant
+    fact.feature      a feature named that is not among the facts shown
+    fact.direction    "raises" for a fact that lowers the risk, or the opposite
+    fact.rank         "the strongest factor is X" when X is not F1 ("the second ..." not F2)
+    fact.risk         a risk figure (%, probability, predicted days) other than the prediction
+    citation.unknown  [F#]/[N#] that does not exist
+    citation.mismatch a sentence citing a fact whose feature it does not name, while naming another
+    citation.missing  a sentence naming a fact's feature without citing any fact
+    note.unsupported  a sentence citing a note chunk that does not support it (`NoteSupport`)
+
+Numbers and features in a sentence that cites a note are also accepted when they appear in that
+note chunk. Each violation carries its span in the text and a detail a clinician can read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from safellm.explain.facts import Contribution, Facts, NoteEvidence
+from safellm.guard.lexicon import Lexicon, concept_of
+from safellm.guard.policy import Policy
+from safellm.rationale import CITATION, Violation
+
+# cosine similarity and judge probability of a sentence given a note chunk
+NoteSupport = Callable[[str, str], tuple[float, float | None]]
+
+TASK_CONSTANTS = {6.0, 12.0, 24.0, 30.0, 72.0, 90.0}
+NUMBER = re.compile(r"(?<![\w.\[/-])([-+−]?\d+(?:\.\d+)?)(\s*(?:%|percent\b))?(?![\w])")
+RAISE = re.compile(
+    r"\b(?:raise[sd]?|raising|increas(?:e[sd]?|ing)|elevat(?:es|ed|ing)\s+(?:the\s+)?risk|"
+    r"drives?\s+up|driving\s+up|push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?up|adds?\s+to|"
+    r"adding\s+to|worsen(?:s|ed|ing)?|risk\s+factor|upward)\b",
+    re.I,
+)
+LOWER = re.compile(
+    r"\b(?:lower(?:s|ed|ing)?\s+(?:the\s+|its\s+|this\s+)?(?:risk|predict|estimat|length|stay|it)|"
+    r"decreas(?:e[sd]?|ing)|reduc(?:e[sd]?|ing)|protective|protects?|"
+    r"push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|pull(?:s|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|"
+    r"hold(?:s|ing)?\s+(?:it\s+|the\s+risk\s+)?down|held\s+down|mitigat\w*|offset\w*|downward)",
+    re.I,
+)
+NEGATION = re.compile(r"\b(?:not|n't|no longer|neither|nor|never)\b(?:\s+\w+){0,2}\s*$", re.I)
+RANK = re.compile(
+    r"\b(?:(second|third)\s+)?(?:strongest|largest|biggest|greatest|main|most\s+important|"
+    r"primary|leading|dominant|chief|top)\s+(?:single\s+)?(?:risk\s+)?"
+    r"(factor|driver|contributor|contribution|reason|predictor)\b(?!s)",
+    re.I,
+)
+RISK_WORDS = re.compile(r"\b(?:risk|probability|chance|likelihood|odds|predicted|estimate)\b", re.I)
+STAY_WORDS = re.compile(r"\b(?:stay|length|days?)\b", re.I)
+CLAUSE = re.compile(
+    r";|\b(?:while|whereas|but|although|though|however)\b|,\s*(?=\w+\s+(?:raise|lower|increas|decreas|reduc))",
+    re.I,
+)
+LEADING_CITES = re.compile(r"^(?:\s*\[\s*[FN]\d+(?:\s*[,;]\s*[FN]\d+)*\s*\])+\s*")
+SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"'])")
+
+
+@dataclass
+class Sentence:
+    start: int
+    end: int
+    text: str
+    cited: list[str] = field(default_factory=list)
+
+
+def sentences(text: str) -> list[Sentence]:
+    """Sentences with their spans; a fragment of citations only ("[F1].") joins the previous one."""
+    out: list[Sentence] = []
+    pos = 0
+    for piece in SPLIT.split(text):
+        start = text.find(piece, pos)
+        end = start + len(piece)
+        pos = end
+        if not piece.strip():
+            continue
+        if out and not CITATION.sub("", piece).strip(" .;,"):
+            out[-1].end = end
+            out[-1].text = text[out[-1].start : end]
+            continue
+        out.append(Sentence(start, end, piece))
+    for prev, cur in itertools.pairwise(out):
+        lead = LEADING_CITES.match(cur.text)
+        if lead and lead.end() < len(
+            cur.text
+        ):  # "[F1] Next sentence": [F1] closes the previous one
+            prev.end = cur.start + lead.end()
+            prev.text = text[prev.start : prev.end].rstrip()
+            prev.end = prev.start + len(prev.text)
+            cur.start += lead.end()
+            cur.text = cur.text[lead.end() :]
+    for s in out:
+        s.cited = [c for g in CITATION.findall(s.text) for c in re.split(r"\s*[,;]\s*", g)]
+    return out
+
+
+def _decimals(token: str) -> int:
+    return len(token.split(".")[1]) if "." in token else 0
+
+
+def _matches(x: float, token: str, v: float, rel: float) -> bool:
+    tol = max(0.5 * 10 ** -_decimals(token) + 1e-9, rel * abs(v))
+    return abs(x - v) <= tol
+
+
+class Checker:
+    """Checks rationales against Facts under a policy."""
+
+    def __init__(self, policy: Policy, note_support: NoteSupport | None = None) -> None:
+        self.policy = policy
+        self.lexicon = Lexicon(policy.lexicon)
+        self.rel = policy.rule("fact.number").relative_tolerance or 0.02
+        self.note_support = note_support
+        nr = policy.rule("note.unsupported")
+        self.sim_min = nr.similarity_threshold if nr.similarity_threshold is not None else 0.35
+        self.judge_min = nr.judge_threshold if nr.judge_threshold is not None else 0.6
+
+    # ---------------------------------------------------------------------------------- helpers
+    def _fact_numbers(self, facts: Facts) -> list[float]:
+        nums: list[float] = []
+        for c in facts.contributions:
+            if isinstance(c.value, (int, float)) and not isinstance(c.value, bool):
+                nums.append(float(c.value))
+            nums += [c.shap, abs(c.shap)]
+        p = facts.prediction
+        nums += [p.base_value, p.model_output, abs(p.base_value), abs(p.model_output)]
+        nums += [float(i) for i in range(1, len(facts.contributions) + 1)]
+        return nums
+
+    def _risk_numbers(self, facts: Facts, percent: bool) -> list[float]:
+        r = facts.prediction.risk
+        if facts.task == "los":
+            return [r]
+        return [100 * r] if percent else [r]
+
+    def strip_disclaimer(self, text: str) -> str:
+        d = " ".join(self.policy.disclaimer.split())
+        flat = " ".join(text.split())
+        if flat.endswith(d):
+            idx = text.rfind(self.policy.disclaimer.split()[0])
+            return text[:idx].rstrip() if idx >= 0 else text
+        return text
+
+    # ------------------------------------------------------------------------------------ check
+    def check(self, text: str, facts: Facts) -> list[Violation]:
+        text = self.strip_disclaimer(text)
+        by_id: dict[str, Contribution | NoteEvidence] = {c.id: c for c in facts.contributions}
+        by_id |= {n.id: n for n in facts.notes}
+        concepts = {c.id: concept_of(c.feature) for c in facts.contributions}
+        shown = set(concepts.values())
+        out: list[Violation] = []
+        for s in sentences(text):
+            out += self._sentence(s, facts, by_id, concepts, shown)
+        return out
+
+    def _sentence(
+        self,
+        s: Sentence,
+        facts: Facts,
+        by_id: dict[str, Contribution | NoteEvidence],
+        concepts: dict[str, str],
+        shown: set[str],
+    ) -> list[Violation]:
+        out: list[Violation] = []
+        span = (s.start, s.end)
+        body = CITATION.sub(lambda m: " " * len(m.group(0)), s.text)
+        notes = [by_id[c] for c in s.cited if isinstance(by_id.get(c), NoteEvidence)]
+        note_text = " ".join(n.text for n in notes if isinstance(n, NoteEvidence)).lower()
+        fact_ids = [c for c in s.cited if isinstance(by_id.get(c), Contribution)]
+
+        for cid in s.cited:
+            if cid not in by_id:
+                out.append(
+                    Violation(
+                        rule="citation.unknown",
+                        detail=f"[{cid}] cites nothing: no such fact or note",
+                        span=span,
+                    )
+                )
+
+        mentions = self.lexicon.mentions(body)
+        named = set().union(*(m.concepts for m in mentions)) if mentions else set()
+        for m in mentions:
+            if not (m.concepts & shown) and m.text.lower() not in note_text:
+                out.append(
+                    Violation(
+                        rule="fact.feature",
+                        detail=f"'{m.text}' is not among the facts shown",
+                        span=(s.start + m.start, s.start + m.end),
+                    )
+                )
+
+        # citations: a cited fact whose feature the sentence does not name, while naming others
+        for cid in fact_ids:
+            if named and concepts[cid] not in named and (named & shown):
+                c = by_id[cid]
+                assert isinstance(c, Contribution)
+                out.append(
+                    Violation(
+                        rule="citation.mismatch",
+                        detail=f"[{cid}] is {c.label}, which this sentence does not mention",
+                        span=span,
+                    )
+                )
+        if (named & shown) and not fact_ids and not notes:
+            out.append(
+                Violation(
+                    rule="citation.missing",
+                    detail="names a fact without citing it ([F#])",
+                    span=span,
+                )
+            )
+
+        out += self._numbers(s, body, facts, note_text)
+        out += self._directions(s, body, facts, by_id, concepts, fact_ids)
+        out += self._ranks(s, body, facts, named, fact_ids)
+        out += self._notes(s, body, notes)
+        return out
+
+    def _numbers(self, s: Sentence, body: str, facts: Facts, note_text: str) -> list[Violation]:
+        out = []
+        fact_nums = self._fact_numbers(facts)
+        riskish = RISK_WORDS.search(body) is not None
+        for m in NUMBER.finditer(body):
+            token = m.group(1).replace("−", "-").lstrip("+")
+            x = float(token)
+            percent = bool(m.group(2))
+            span = (s.start + m.start(), s.start + m.end())
+            if (x in TASK_CONSTANTS and not percent) or token.lstrip("-") in note_text:
+                continue
+            if percent:
+                ok = any(_matches(x, token, v, self.rel) for v in self._risk_numbers(facts, True))
+                ok = ok or any(
+                    c.unit == "%"
+                    and isinstance(c.value, float)
+                    and _matches(x, token, c.value, self.rel)
+                    for c in facts.contributions
+                )
+            else:
+                candidates = fact_nums + self._risk_numbers(facts, False)
+                ok = any(_matches(x, token, v, self.rel) for v in candidates)
+            if ok:
+                continue
+            about_risk = percent or (riskish and 0 < x < 1)
+            about_stay = facts.task == "los" and STAY_WORDS.search(body) is not None
+            if about_risk or about_stay:
+                shown = (
+                    f"{facts.prediction.risk:.1f} days"
+                    if facts.task == "los"
+                    else f"{facts.prediction.risk:.1%}"
+                )
+                detail = f"states {m.group(0).strip()} but the prediction is {shown}"
+                out.append(Violation(rule="fact.risk", detail=detail, span=span))
+            else:
+                detail = f"{m.group(0).strip()} matches no fact or prediction figure"
+                out.append(Violation(rule="fact.number", detail=detail, span=span))
+        return out
+
+    def _directions(
+        self,
+        s: Sentence,
+        body: str,
+        facts: Facts,
+        by_id: dict[str, Contribution | NoteEvidence],
+        concepts: dict[str, str],
+        fact_ids: list[str],
+    ) -> list[Violation]:
+        out = []
+        pos = 0
+        for clause in CLAUSE.split(body):
+            start = body.find(clause, pos)
+            pos = start + len(clause)
+            asserted = set()
+            for pat, d in ((RAISE, "raises"), (LOWER, "lowers")):
+                for m in pat.finditer(clause):
+                    negated = NEGATION.search(clause[: m.start()]) is not None
+                    asserted.add(("lowers" if d == "raises" else "raises") if negated else d)
+            if len(asserted) != 1:
+                continue
+            said = asserted.pop()
+            for mention in self.lexicon.mentions(clause):
+                candidates = [
+                    by_id[cid] for cid in fact_ids if concepts.get(cid) in mention.concepts
+                ] or [c for c in facts.contributions if concept_of(c.feature) in mention.concepts]
+                facts_here = [c for c in candidates if isinstance(c, Contribution)]
+                if facts_here and all(c.direction != said for c in facts_here):
+                    c = facts_here[0]
+                    out.append(
+                        Violation(
+                            rule="fact.direction",
+                            detail=f"says {mention.text} {said} the risk, but {c.id} "
+                            f"({c.label}) {c.direction} it ({c.shap:+.3f})",
+                            span=(s.start + start, s.start + start + len(clause)),
+                        )
+                    )
+        return out
+
+    def _ranks(
+        self, s: Sentence, body: str, facts: Facts, named: set[str], fact_ids: list[str]
+    ) -> list[Violation]:
+        out = []
+        for m in RANK.finditer(body):
+            k = {"second": 2, "third": 3}.get((m.group(1) or "").lower(), 1)
+            if k > len(facts.contributions):
+                continue
+            target = facts.contributions[k - 1]
+            if fact_ids:  # the sentence says which fact it means
+                wrong = target.id not in fact_ids
+            else:
+                wrong = bool(named) and concept_of(target.feature) not in named
+            if wrong:
+                out.append(
+                    Violation(
+                        rule="fact.rank",
+                        detail=f"claims '{m.group(0)}' but rank {k} is {target.id} ({target.label})",
+                        span=(s.start + m.start(), s.start + m.end()),
+                    )
+                )
+        return out
+
+    def _notes(
+        self, s: Sentence, body: str, notes: list[Contribution | NoteEvidence]
+    ) -> list[Violation]:
+        if self.note_support is None:
+            return []
+        out = []
+        claim = " ".join(body.split())
+        for n in notes:
+            assert isinstance(n, NoteEvidence)
+            sim, judge = self.note_support(claim, n.text)
+            if sim >= self.sim_min or (judge is not None and judge >= self.judge_min):
+                continue
+            extra = f", judge {judge:.2f}" if judge is not None else ""
+            out.append(
+                Violation(
+                    rule="note.unsupported",
+                    detail=f"[{n.id}] does not support this sentence (similarity {sim:.2f}{extra})",
+                    span=(s.start, s.end),
+                )
+            )
+        return out
