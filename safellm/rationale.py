@@ -25,6 +25,7 @@ TASK_LABELS = {
     "los": "Length of stay, predicted 24 hours after admission",
 }
 DEFAULT_QUESTION = "Why is this patient at this risk?"
+WITHDRAWN = "the model's answer failed the guard; the checked answer follows"
 CITATION = re.compile(r"\[\s*([FN]\d+(?:\s*[,;]\s*[FN]\d+)*)\s*\]")
 
 
@@ -41,7 +42,7 @@ class Violation(BaseModel):
 
 class GuardReport(BaseModel):
     passed: bool
-    attempts: int = Field(ge=1)
+    attempts: int = Field(ge=0, description="Model calls made (0: refused before asking).")
     fallback_used: bool = False
     violations: list[Violation] = Field(default_factory=list)
 
@@ -73,20 +74,39 @@ class Explanation(BaseModel):
 Reask = Callable[[list[Violation]], RationaleAnswer]
 
 
+class Screened(Protocol):
+    facts: Facts
+    refusal: RationaleAnswer | None
+    violations: list[Violation]
+
+
 class GuardStep(Protocol):
-    """Checks a draft; may re-ask (`reask(violations)`) or replace it. Returns what to show."""
+    """`screen` sees the question and the evidence before the model does (it may drop note
+    chunks, or refuse); `__call__` checks a draft and may re-ask (`reask(violations)`) or replace
+    it. Returns what to show."""
 
     policy_version: str
+
+    def screen(self, question: str, facts: Facts) -> Screened: ...
 
     def __call__(
         self, facts: Facts, draft: RationaleAnswer, reask: Reask
     ) -> tuple[RationaleAnswer, GuardReport]: ...
 
 
+class _Unscreened(BaseModel):
+    facts: Facts
+    refusal: RationaleAnswer | None = None
+    violations: list[Violation] = Field(default_factory=list)
+
+
 class PassThrough:
     """No checks: the draft is shown as it is."""
 
     policy_version = "none"
+
+    def screen(self, question: str, facts: Facts) -> Screened:
+        return _Unscreened(facts=facts)
 
     def __call__(
         self, facts: Facts, draft: RationaleAnswer, reask: Reask
@@ -195,12 +215,39 @@ def explain(
     started = time.perf_counter()
     guard = guard or PassThrough()
     q = (question or "").strip() or DEFAULT_QUESTION
+    screened = guard.screen(q, facts)
+    facts = screened.facts
+    if screened.refusal is not None:
+        if on_token is not None:
+            on_token(screened.refusal.text)
+        return Explanation(
+            task=facts.task,
+            subject_id=facts.subject_id,
+            hadm_id=facts.hadm_id,
+            icustay_id=facts.icustay_id,
+            question=q,
+            prediction=facts.prediction,
+            facts=facts,
+            rationale=screened.refusal,
+            guard=GuardReport(passed=True, attempts=0, violations=screened.violations),
+            versions=Versions(
+                risk_model=f"{facts.model}@{facts.model_version}",
+                prompt=prompt.version,
+                policy=guard.policy_version,
+                llm=model.name,
+            ),
+            latency_s=time.perf_counter() - started,
+        )
     uses_history = "history" in prompt.spec.variables
     variables = prompt_variables(facts, q, (history or []) if uses_history else None)
     request = prompt.request(**variables)
     if max_tokens is not None:
         request = request.model_copy(update={"max_tokens": max_tokens})
-    first = model.chat(request, on_token=on_token)
+    make_gate = getattr(guard, "gate", None)
+    gate = make_gate(facts, on_token) if (make_gate and on_token is not None) else None
+    first = model.chat(request, on_token=gate or on_token)
+    if gate is not None:
+        gate.finish()
     draft = answer_of(first.text)
 
     def reask(problems: list[Violation]) -> RationaleAnswer:
@@ -208,6 +255,14 @@ def explain(
         return answer_of(again.text)
 
     shown, report = guard(facts, draft, reask)
+    if on_token is not None:
+        streamed = (gate.emitted if gate is not None else first.text).strip()
+        if shown.text.startswith(streamed):
+            on_token(shown.text[len(streamed) :])  # the rest (the disclaimer, say)
+        else:
+            on_token(f"\n[{WITHDRAWN}]\n{shown.text}")
+    if screened.violations:
+        report = report.model_copy(update={"violations": screened.violations + report.violations})
     return Explanation(
         task=facts.task,
         subject_id=facts.subject_id,

@@ -8,6 +8,7 @@ from safellm.llm.fake import FakeChatModel
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import (
     GuardReport,
+    PassThrough,
     RationaleAnswer,
     Violation,
     citations,
@@ -109,7 +110,7 @@ def test_explanation_shape_and_determinism() -> None:
 def test_guard_hook_can_reask_with_the_violations() -> None:
     fake = FakeChatModel(script=["Age raises the risk [F2].", "Age lowers the risk [F2]."])
 
-    class Strict:
+    class Strict(PassThrough):
         policy_version = "test@1"
 
         def __call__(self, facts, draft, reask):  # type: ignore[no-untyped-def]

@@ -56,7 +56,7 @@ class ChatModel(Protocol):
     def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse: ...
 
 
-BUILT_IN = ("local", "fake")
+BUILT_IN = ("local", "fake", "fake:hallucinate")
 
 
 def get_model(name: str, settings: Settings) -> ChatModel:
@@ -66,6 +66,10 @@ def get_model(name: str, settings: Settings) -> ChatModel:
         from safellm.llm.fake import FakeChatModel
 
         return FakeChatModel()
+    if name == "fake:hallucinate":
+        from safellm.llm.fake import FakeChatModel, hallucinating_answer
+
+        return FakeChatModel(responder=hallucinating_answer, name=name)
     if name == "local":
         from safellm.llm.local import local_model
 
@@ -85,6 +89,7 @@ def get_model(name: str, settings: Settings) -> ChatModel:
 def unknown_model(name: str, why: str = "") -> UnknownNameError:
     return UnknownNameError(
         f"unknown model {name!r}{': ' + why if why else ''}; use 'local' (the packaged model), "
-        f"'fake' (deterministic, for tests), or a LiteLLM model string such as "
+        f"'fake' (deterministic, for tests), 'fake:hallucinate' (wrong on purpose, to see the "
+        f"guards at work), or a LiteLLM model string such as "
         f"'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest' or 'ollama/llama3.1'"
     )

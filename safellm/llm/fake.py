@@ -20,7 +20,7 @@ Responder = Callable[[ChatRequest], str]
 FACT_LINE = re.compile(
     r"^\[(F\d+)\]\s*(?P<label>[^=\n]+?)\s*=\s*(?P<value>[^;\n]+);\s*(?P<dir>raises|lowers)", re.M
 )
-NOTE_LINE = re.compile(r"^\[(N\d+)\]", re.M)
+NOTE_LINE = re.compile(r"^\[(N\d+)\] \([^)]*\) (.+)$", re.M)
 
 
 def grounded_answer(request: ChatRequest) -> str:
@@ -40,8 +40,26 @@ def grounded_answer(request: ChatRequest) -> str:
         parts.append(f"It is held down by {items}.")
     notes = NOTE_LINE.findall(prompt)
     if notes:
-        parts.append(f"The notes describe the admission [{notes[0]}].")
+        nid, text = notes[0]
+        quote = " ".join(text.split()[:12]).rstrip(".,;:")
+        parts.append(f'The notes record: "{quote}" [{nid}].')
     return " ".join(parts)
+
+
+def hallucinating_answer(request: ChatRequest) -> str:
+    """What small models get wrong, on purpose: directions flipped, values inflated, an invented
+    lab, the second fact called the strongest, a dose. For demonstrating and testing the guards."""
+    prompt = request.messages[-1].content if request.messages else ""
+    parsed = [m.groupdict() | {"id": m.group(1)} for m in FACT_LINE.finditer(prompt)]
+    if len(parsed) < 2:
+        return "The lactate of 9.9 mmol/L is the strongest factor [F1]. Give 40 mg furosemide."
+    a, b = parsed[0], parsed[1]
+    flip = {"raises": "lowers", "lowers": "raises"}
+    return (
+        f"The strongest factor is {b['label']} [{b['id']}]. "
+        f"{a['label']} of 999 {flip[a['dir']]} the risk [{a['id']}]. "
+        f"A lactate of 9.9 mmol/L also raises the risk [F1]. Give 40 mg furosemide daily."
+    )
 
 
 class FakeChatModel:
