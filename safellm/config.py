@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         default=6, ge=1, le=30, description="Contributions shown to the LLM."
     )
     explain_notes: int = Field(default=3, ge=0, le=20, description="Note chunks shown to the LLM.")
+    guard_judge: bool = Field(
+        default=True,
+        description="Ask the local model whether a cited note supports a sentence (note grounding).",
+    )
+    guard_policy: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "guardrails" / "clinical.yaml",
+        description="The guard policy file.",
+    )
 
     @property
     def data_dir(self) -> Path:

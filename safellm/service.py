@@ -17,7 +17,13 @@ from safellm.errors import UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
 from safellm.llm.base import ChatModel, TokenSink, get_model
 from safellm.llm.prompts import Prompt, load_prompt
-from safellm.llm.retrieval import Embedder, MiniLMEmbedder, query_for, retrieve
+from safellm.llm.retrieval import (
+    Embedder,
+    EmbeddingSupport,
+    MiniLMEmbedder,
+    query_for,
+    retrieve,
+)
 from safellm.rationale import Explanation, GuardStep, explain
 
 
@@ -34,7 +40,7 @@ class ExplanationService:
     ) -> None:
         self.settings = settings
         self._embedder = embedder
-        self.guard = guard
+        self._guard = guard
         self._models: dict[str, ChatModel] = dict(models or {})
         self._tasks: dict[str, Any] = {}
         self._explainers: dict[str, Any] = {}
@@ -71,6 +77,28 @@ class ExplanationService:
             if name not in self._prompts:
                 self._prompts[name] = load_prompt(self.settings.prompts_dir, name)
             return self._prompts[name]
+
+    @property
+    def guard(self) -> GuardStep:
+        """The clinical guard of `SAFELLM_GUARD_POLICY`, built once (an invalid policy fails here,
+        at start-up, with the rule named)."""
+        with self._lock:
+            if self._guard is None:
+                from safellm.guard.guard import ClinicalGuard
+                from safellm.guard.policy import load_policy
+
+                policy = load_policy(self.settings.guard_policy)
+                rule = policy.rule("note.unsupported")
+                judge = _LazyJudge(self.settings) if self.settings.guard_judge else None
+                self._guard = ClinicalGuard(
+                    policy,
+                    note_support=EmbeddingSupport(
+                        _LazyEmbedder(self),
+                        judge=judge,
+                        ask_judge_below=rule.similarity_threshold or 1.0,
+                    ),
+                )
+            return self._guard
 
     @property
     def embedder(self) -> Embedder:
@@ -173,3 +201,30 @@ class ExplanationService:
             guard=self.guard,
             on_token=on_token,
         )
+
+
+class _LazyEmbedder:
+    """The service's embedder, loaded only when a sentence cites a note."""
+
+    name = "lazy"
+
+    def __init__(self, service: ExplanationService) -> None:
+        self.service = service
+
+    def embed(self, texts: Any) -> np.ndarray:
+        return self.service.embedder.embed(texts)
+
+
+class _LazyJudge:
+    """The local model as note-grounding judge, loaded only when a sentence cites a note."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._judge: Any = None
+
+    def __call__(self, claim: str, evidence: str) -> float:
+        if self._judge is None:
+            from safellm.llm.local import LocalJudge
+
+            self._judge = LocalJudge(self.settings)
+        return float(self._judge(claim, evidence))

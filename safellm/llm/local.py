@@ -182,6 +182,8 @@ class LlamaEngine:
         self.path = path
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
+        self._formatter: Any = None
+        self._answer_ids: dict[str, list[int]] = {}
         self.llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
@@ -194,6 +196,56 @@ class LlamaEngine:
         """Forget the cached prefix (the next call evaluates its whole prompt)."""
         with self.lock:
             self.llm.reset()
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        """P(YES) / (P(YES) + P(NO)) for the first token of the answer to `messages`, read from
+        the model's logits (one forward pass, no sampling; the cached prefix is reused)."""
+        import numpy as np
+
+        llm: Any = self.llm
+        with self.lock:
+            if self._formatter is None:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                text = lambda t: llm.detokenize([t]).decode("utf-8", "ignore")  # noqa: E731
+                self._formatter = Jinja2ChatFormatter(
+                    template=llm.metadata["tokenizer.chat_template"],
+                    eos_token=text(llm.token_eos()),
+                    bos_token=text(llm.token_bos()) if llm.token_bos() >= 0 else "",
+                )
+                self._answer_ids = {
+                    word: sorted(
+                        {
+                            llm.tokenize(v.encode(), add_bos=False, special=False)[0]
+                            for v in variants
+                        }
+                    )
+                    for word, variants in (
+                        ("yes", ("YES", "Yes", "yes", " YES", " Yes")),
+                        ("no", ("NO", "No", "no", " NO", " No")),
+                    )
+                }
+            prompt = self._formatter(messages=messages).prompt
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            cached = list(llm._input_ids)
+            keep = 0
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                keep += 1
+            keep = min(keep, len(tokens) - 1)
+            if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+                llm.n_tokens = keep
+            else:
+                llm.reset()
+                keep = 0
+            llm.eval(tokens[keep:])
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+        logits = logits - logits.max()
+        p = np.exp(logits)
+        yes = float(p[self._answer_ids["yes"]].sum())
+        no = float(p[self._answer_ids["no"]].sum())
+        return yes / (yes + no) if yes + no > 0 else 0.5
 
     def stream(
         self, messages: list[dict[str, str]], params: dict[str, Any]
@@ -337,3 +389,19 @@ def local_model(settings: Settings) -> LiteLLMChatModel:
     return LiteLLMChatModel(
         model, timeout_s=settings.llm_timeout_s, max_retries=0, name=f"local:{name}"
     )
+
+
+class LocalJudge:
+    """The local model as a YES/NO judge: does a note excerpt support a sentence? Returns the
+    probability of YES (see `LlamaEngine.yes_probability`), with the `judge` prompt."""
+
+    def __init__(self, settings: Settings) -> None:
+        from safellm.llm.prompts import load_prompt
+
+        _, path = model_file(settings)
+        self.engine = engine(path, settings.local_n_ctx, settings.local_threads)
+        self.prompt = load_prompt(settings.prompts_dir, "judge")
+
+    def __call__(self, claim: str, evidence: str) -> float:
+        msgs = [m.model_dump() for m in self.prompt.render(evidence=evidence, claim=claim)]
+        return self.engine.yes_probability(msgs)

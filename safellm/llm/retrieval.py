@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -102,3 +102,26 @@ def retrieve(
         )
         for i, j in enumerate(order)
     ]
+
+
+class EmbeddingSupport:
+    """How well a note chunk supports a sentence: the cosine similarity of their embeddings, and,
+    when a `judge` is given and the similarity is below `ask_judge_below`, the judge's
+    probability that the chunk supports the sentence (else None)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        judge: Callable[[str, str], float] | None = None,
+        ask_judge_below: float = 1.0,
+    ) -> None:
+        self.embedder = embedder
+        self.judge = judge
+        self.ask_judge_below = ask_judge_below
+
+    def __call__(self, claim: str, evidence: str) -> tuple[float, float | None]:
+        v = self.embedder.embed([claim, evidence])
+        sim = float(v[0] @ v[1])
+        if self.judge is None or sim >= self.ask_judge_below:
+            return sim, None
+        return sim, float(self.judge(claim, evidence))

@@ -54,3 +54,13 @@ def test_too_many_notes_overflow_the_context_clearly(demo_home: Path, tmp_path: 
             get_model("local", settings),
             load_prompt(settings.prompts_dir, "explain-risk"),
         )
+
+
+def test_local_judge_tells_supported_from_invented(tmp_path: Path) -> None:
+    from safellm.llm.local import LocalJudge
+
+    judge = LocalJudge(Settings(home=tmp_path))
+    note = "Poor urine output overnight; creatinine trending up, nephrology consulted."
+    yes = judge("Nephrology was consulted because the creatinine was rising.", note)
+    no = judge("The patient was intubated for respiratory failure.", note)
+    assert 0.0 <= no < 0.42 <= yes <= 1.0
