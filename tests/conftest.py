@@ -98,13 +98,13 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_home(demo_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """A SAFELLM_HOME with the demo built and the readmission and ICU models trained (once)."""
+    """A SAFELLM_HOME with the demo built and the models of the three tasks trained (once)."""
     import shutil
 
     from safellm.risk.workflow import train_and_register
 
     home = tmp_path_factory.mktemp("demo-home")
     shutil.copytree(demo_build.out_dir, home / "data")
-    for task in ("readmission", "icu_mortality"):
+    for task in ("readmission", "icu_mortality", "los"):
         train_and_register(task, home / "data", home, n_boot=20, log_mlflow=False)
     return home

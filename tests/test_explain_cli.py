@@ -64,7 +64,6 @@ def test_icu_task_by_icustay(home: Path) -> None:
             ["--task", "readmission", "--hadm-id", "{hadm}", "--model", "gpt-nonsense-9"],
             "unknown model",
         ),
-        (["--task", "los", "--hadm-id", "{hadm}", "--model", "fake"], "no trained model"),
     ],
 )
 def test_bad_requests_are_clear_errors(home: Path, args: list[str], message: str) -> None:
