@@ -217,9 +217,8 @@ def explain(
     q = (question or "").strip() or DEFAULT_QUESTION
     screened = guard.screen(q, facts)
     facts = screened.facts
-    if screened.refusal is not None:
-        if on_token is not None:
-            on_token(screened.refusal.text)
+
+    def make(answer: RationaleAnswer, report: GuardReport, first_s: float | None) -> Explanation:
         return Explanation(
             task=facts.task,
             subject_id=facts.subject_id,
@@ -228,8 +227,8 @@ def explain(
             question=q,
             prediction=facts.prediction,
             facts=facts,
-            rationale=screened.refusal,
-            guard=GuardReport(passed=True, attempts=0, violations=screened.violations),
+            rationale=answer,
+            guard=report,
             versions=Versions(
                 risk_model=f"{facts.model}@{facts.model_version}",
                 prompt=prompt.version,
@@ -237,7 +236,14 @@ def explain(
                 llm=model.name,
             ),
             latency_s=time.perf_counter() - started,
+            first_token_s=first_s,
         )
+
+    if screened.refusal is not None:
+        if on_token is not None:
+            on_token(screened.refusal.text)
+        refused = GuardReport(passed=True, attempts=0, violations=screened.violations)
+        return make(screened.refusal, refused, None)
     uses_history = "history" in prompt.spec.variables
     variables = prompt_variables(facts, q, (history or []) if uses_history else None)
     request = prompt.request(**variables)
@@ -263,22 +269,4 @@ def explain(
             on_token(f"\n[{WITHDRAWN}]\n{shown.text}")
     if screened.violations:
         report = report.model_copy(update={"violations": screened.violations + report.violations})
-    return Explanation(
-        task=facts.task,
-        subject_id=facts.subject_id,
-        hadm_id=facts.hadm_id,
-        icustay_id=facts.icustay_id,
-        question=q,
-        prediction=facts.prediction,
-        facts=facts,
-        rationale=shown,
-        guard=report,
-        versions=Versions(
-            risk_model=f"{facts.model}@{facts.model_version}",
-            prompt=prompt.version,
-            policy=guard.policy_version,
-            llm=model.name,
-        ),
-        latency_s=time.perf_counter() - started,
-        first_token_s=first.first_token_s,
-    )
+    return make(shown, report, first.first_token_s)
