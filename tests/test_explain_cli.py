@@ -70,3 +70,25 @@ def test_bad_requests_are_clear_errors(home: Path, args: list[str], message: str
     res = _run(*[a.format(hadm=_hadm(home)) for a in args])
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split()) and "Traceback" not in res.output
+
+
+def test_remote_model_without_network_is_a_clear_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LiteLLM string is accepted; with the provider unreachable (a closed local port stands for
+    no network) the command fails fast with the provider named, and no traceback."""
+    monkeypatch.setenv("SAFELLM_LLM_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SAFELLM_LLM_API_KEY", "sk-test")
+    monkeypatch.setenv("SAFELLM_LLM_MAX_RETRIES", "0")
+    res = _run(
+        "--task",
+        "readmission",
+        "--hadm-id",
+        str(_hadm(home)),
+        "--model",
+        "openai/gpt-4o-mini",
+        "--json",
+    )
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "provider openai" in flat and "cannot reach the provider" in flat
+    assert "Traceback" not in res.output
