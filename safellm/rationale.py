@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from safellm.errors import LLMError
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction, shown_value
 from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
 from safellm.llm.prompts import Prompt
@@ -208,10 +209,13 @@ def explain(
     guard: GuardStep | None = None,
     on_token: TokenSink | None = None,
     max_tokens: int | None = None,
+    on_llm_error: Callable[[Facts, Exception], RationaleAnswer] | None = None,
 ) -> Explanation:
     """The rationale for `facts` (already cut to the contributions and notes the model may cite).
 
-    `max_tokens` overrides the prompt's own limit (benchmarks)."""
+    `max_tokens` overrides the prompt's own limit (benchmarks). An `LLMError` of the first call is
+    raised, unless `on_llm_error(facts, error)` gives an answer to show instead (the web layer
+    shows the guard's grounded fallback: never a 500 for a failing model)."""
     started = time.perf_counter()
     guard = guard or PassThrough()
     q = (question or "").strip() or DEFAULT_QUESTION
@@ -251,7 +255,17 @@ def explain(
         request = request.model_copy(update={"max_tokens": max_tokens})
     make_gate = getattr(guard, "gate", None)
     gate = make_gate(facts, on_token) if (make_gate and on_token is not None) else None
-    first = model.chat(request, on_token=gate or on_token)
+    try:
+        first = model.chat(request, on_token=gate or on_token)
+    except LLMError as exc:
+        if on_llm_error is None:
+            raise
+        answer = on_llm_error(facts, exc)
+        if on_token is not None:
+            on_token(f"\n[{WITHDRAWN}]\n{answer.text}")
+        failed = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])
+        report = GuardReport(passed=False, attempts=1, fallback_used=True, violations=[failed])
+        return make(answer, report, None)
     if gate is not None:
         gate.finish()
     draft = answer_of(first.text)

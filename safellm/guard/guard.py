@@ -56,7 +56,7 @@ class SentenceGate:
         self.closed = False
 
     def _pass(self, piece: str) -> bool:
-        r = self.guard.review(self.emitted + piece, self.facts)
+        r = self.guard.review(self.emitted + piece, self.facts, partial=True)
         return not r.blocking and not r.fixed
 
     def __call__(self, token: str) -> None:
@@ -123,7 +123,8 @@ class ClinicalGuard:
     def gate(self, facts: Facts, sink: TokenSink) -> SentenceGate:
         return SentenceGate(self, facts, sink)
 
-    def review(self, text: str, facts: Facts) -> Review:
+    def review(self, text: str, facts: Facts, partial: bool = False) -> Review:
+        """`partial`: the beginning of an answer (streaming), not yet required to cite a fact."""
         fixed: list[Violation] = []
         phi = self.no_phi.validate(text, {})
         phi_v = violations_of(phi)
@@ -132,6 +133,9 @@ class ClinicalGuard:
             text = getattr(phi, "fix_value", None) or text
             phi_v = []
         blocking = phi_v
+        if not partial and not any(c.startswith("F") for c in citations(text)):
+            detail = "the answer cites no fact" if text.strip() else "the answer is empty"
+            blocking.append(Violation(rule="citation.missing", detail=detail))
         blocking += violations_of(self.no_dosing.validate(text, {}))
         blocking += violations_of(self.grounded.validate(text, {"facts": facts}))
         blocking = [v for v in blocking if self.policy.rule(v.rule).on_fail != "flag"]
@@ -166,3 +170,7 @@ class ClinicalGuard:
         return shown, GuardReport(
             passed=False, attempts=attempts, fallback_used=True, violations=seen
         )
+
+    def fallback(self, facts: Facts, _error: Exception | None = None) -> RationaleAnswer:
+        """The grounded fallback with the disclaimer (also what is shown when the model fails)."""
+        return self.with_disclaimer(fallback_answer(facts).text)
