@@ -443,6 +443,75 @@ def guard_calibrate(
     )
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the REST API (and, later, the chat) with uvicorn."""
+    import os
+    import secrets
+
+    import uvicorn
+
+    settings = _settings()
+    if not settings.api_keys:
+        key = "sk-" + secrets.token_urlsafe(24)
+        os.environ["SAFELLM_API_KEYS"] = key  # read by the app's Settings
+        console.print(
+            f"[yellow]no SAFELLM_API_KEYS set: this run accepts the key[/] {key} "
+            f"(as `Authorization: Bearer {key}`)"
+        )
+    console.print(f"SafeLLM API on http://{host}:{port} (OpenAPI at /docs)")
+    # by name: the web layer imports safellm, safellm never imports it
+    uvicorn.run("app.api:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command("audit")
+def audit_cmd(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N records.")] = 20,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write every record to FILE.csv or FILE.jsonl.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Print or export the audit trail of explanations served."""
+    from safellm.audit import AuditLog
+
+    settings = _settings()
+    path = settings.home / "audit.sqlite"
+    if not path.is_file():
+        console.print(f"no audit trail yet at {path} (it starts with the first explanation served)")
+        raise typer.Exit(code=0)
+    log_ = AuditLog(path)
+    if export is not None:
+        n = log_.export(export)
+        console.print(f"wrote {n} record(s) to {export}")
+        return
+    records = log_.records(limit)
+    if as_json:
+        for r in records:
+            sys.stdout.write(r.model_dump_json() + "\n")
+        return
+    table = Table(title=f"audit trail ({path}), newest {len(records)}")
+    for col in ("id", "at", "key", "task", "hadm", "guard", "attempts", "ms", "answer sha256"):
+        table.add_column(col)
+    for r in records:
+        guard = "fallback" if r.fallback_used else ("passed" if r.guard_passed else "failed")
+        table.add_row(
+            str(r.id),
+            r.at,
+            r.key_id,
+            r.task,
+            str(r.hadm_id),
+            guard,
+            str(r.attempts),
+            f"{r.latency_ms:.0f}",
+            r.answer_sha256[:12],
+        )
+    out.print(table)
+
+
 def stream_explanation(service: Any, facts: Any, question: str | None, model: str | None) -> Any:
     """Print the note evidence, then the rationale token by token, then its citations."""
     for n in facts.notes:

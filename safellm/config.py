@@ -7,11 +7,13 @@ phones home (see the table in the module constant below).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Environment switches that keep every third-party library off the network. They are only set when
 # the user has not set them already.
@@ -78,6 +80,31 @@ class Settings(BaseSettings):
         default=6, ge=1, le=30, description="Contributions shown to the LLM."
     )
     explain_notes: int = Field(default=3, ge=0, le=20, description="Note chunks shown to the LLM.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="API keys (comma-separated in SAFELLM_API_KEYS); every route but /health "
+        "needs one as `Authorization: Bearer <key>`.",
+    )
+    api_rate_per_minute: int = Field(default=60, ge=1, description="Requests per key per minute.")
+    api_max_body_bytes: int = Field(default=16_384, ge=256, description="Largest request body.")
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default)."
+    )
+    api_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models a client may ask for by name (always the default model).",
+    )
+
+    @field_validator("api_keys", "api_cors_origins", "api_models", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [x.strip() for x in text.split(",") if x.strip()]
+        return v
+
     guard_judge: bool = Field(
         default=True,
         description="Ask the local model whether a cited note supports a sentence (note grounding).",

@@ -6,6 +6,7 @@ the chat all go through it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,34 @@ class ExplanationService:
                 )
         return full.model_copy(update={"contributions": top, "notes": evidence})
 
+    def risks(self, task: str) -> pd.DataFrame:
+        """Every unit of the task with its predicted risk and band, highest first (cached)."""
+        from safellm.explain.facts import band_for
+
+        with self._lock:
+            key = f"risks:{task}"
+            if key not in self._tasks:
+                td = self.task_data(task)
+                ex = self.explainer(task)
+                _, output = ex.attributions(td.frame)
+                risk = ex.risk(output)
+                frame = td.frame[["subject_id", "hadm_id", "icustay_id"]].copy()
+                frame["risk"] = risk
+                frame["band"] = [band_for(float(r), ex.bands) for r in risk]
+                self._tasks[key] = frame.sort_values("risk", ascending=False, kind="stable")
+            return self._tasks[key]
+
+    def available_tasks(self) -> list[str]:
+        """Tasks with built data and a trained model."""
+        from safellm.data.cohorts import TASKS
+
+        return [
+            t
+            for t in TASKS
+            if (self.settings.data_dir / f"{t}.parquet").is_file()
+            and (self.settings.models_dir / t / "LATEST").is_file()
+        ]
+
     def highest_risk(self, task: str) -> pd.Series:
         """The unit with the highest predicted risk (or longest predicted stay)."""
         td = self.task_data(task)
@@ -190,6 +219,7 @@ class ExplanationService:
         prompt: str = "explain-risk",
         history: list[tuple[str, str]] | None = None,
         on_token: TokenSink | None = None,
+        on_llm_error: Callable[[Facts, Exception], Any] | None = None,
     ) -> Explanation:
         """The rationale for Facts already made by `facts` (which this does not repeat)."""
         return explain(
@@ -200,6 +230,7 @@ class ExplanationService:
             history=history,
             guard=self.guard,
             on_token=on_token,
+            on_llm_error=on_llm_error,
         )
 
 

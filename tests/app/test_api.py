@@ -1,0 +1,240 @@
+"""The REST API through TestClient: every route, auth, errors, limits, faults, audit, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.api import create_app
+from safellm.audit import AuditLog
+from safellm.config import Settings
+from safellm.errors import LLMTimeoutError, LLMUnavailableError
+from safellm.llm.fake import FakeChatModel
+from safellm.service import ExplanationService
+
+KEY = "sk-test-key-1"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+QUESTION = "Why is Mr Zebulon Quackenbush at high risk?"
+
+
+def _settings(home: Path, **kw) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(home=home, llm_model="fake", guard_judge=False, api_keys=[SecretStr(KEY)], **kw)
+
+
+@pytest.fixture
+def client(demo_home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home, api_rate_per_minute=1000)
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    with TestClient(create_app(settings, audit=audit)) as c:
+        c.audit = audit  # type: ignore[attr-defined]
+        yield c
+
+
+def _hadm(home: Path, task: str = "readmission") -> int:
+    return int(pd.read_parquet(home / "data" / f"{task}.parquet")["hadm_id"].iloc[0])
+
+
+def test_health_needs_no_key(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and set(body["tasks"]) == {"readmission", "icu_mortality", "los"}
+    assert body["versions"]["policy"] == "clinical@v1" and body["llm_ready"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/v1/predict", {"task": "readmission", "hadm_id": 1}),
+        ("post", "/v1/explain", {"task": "readmission", "hadm_id": 1}),
+        ("post", "/v1/explain/stream", {"task": "readmission", "hadm_id": 1}),
+        ("get", "/v1/patients?task=readmission", None),
+    ],
+)
+def test_every_route_but_health_needs_a_key(client, method, path, body) -> None:  # type: ignore[no-untyped-def]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        r = (
+            getattr(client, method)(path, json=body, headers=headers)
+            if body
+            else getattr(client, method)(path, headers=headers)
+        )
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_predict(client, demo_home) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(
+        "/v1/predict", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 0 < body["risk"] < 1 and body["band"] in ("low", "moderate", "high")
+    # the same risk as the Facts of that unit
+    facts = ExplanationService(_settings(demo_home)).facts("readmission", _hadm(demo_home))
+    assert body["risk"] == pytest.approx(facts.prediction.risk)
+
+
+def test_patients_are_listed_by_risk(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/patients?task=icu_mortality&limit=5", headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    risks = [p["risk"] for p in body["items"]]
+    assert body["total"] == 114 and len(risks) == 5 and risks == sorted(risks, reverse=True)
+    assert all(p["icustay_id"] for p in body["items"])
+
+
+def test_explain_returns_the_design_shape_and_is_audited(client, demo_home) -> None:  # type: ignore[no-untyped-def]
+    hadm = _hadm(demo_home)
+    r = client.post(
+        "/v1/explain",
+        json={"task": "readmission", "hadm_id": hadm, "question": QUESTION},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    exp = r.json()
+    assert {
+        "task",
+        "subject_id",
+        "hadm_id",
+        "prediction",
+        "facts",
+        "rationale",
+        "guard",
+        "versions",
+    } <= set(exp)
+    assert exp["rationale"]["citations"] and exp["versions"]["llm"] == "fake"
+    (rec,) = client.audit.records()
+    assert rec.hadm_id == hadm and rec.route == "/v1/explain" and rec.guard_passed
+    assert rec.key_id != KEY and len(rec.answer_sha256) == 64
+
+
+def test_unknown_patient_is_404(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/explain", json={"task": "readmission", "hadm_id": 1}, headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_patient"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"task": "sepsis", "hadm_id": 1},
+        {"task": "readmission"},
+        {"task": "readmission", "hadm_id": 1, "icustay_id": 2},
+        {"task": "readmission", "hadm_id": "abc"},
+        {"task": "readmission", "hadm_id": 1, "extra": True},
+        {"task": "readmission", "hadm_id": 1, "question": "x" * 501},
+    ],
+)
+def test_bad_bodies_are_422_without_echo(client, body) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/explain", json=body, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    assert "xxxxxxxx" not in r.text
+
+
+def test_oversize_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
+    big = {"task": "readmission", "hadm_id": 1, "question": "y" * 20_000}
+    r = client.post("/v1/explain", json=big, headers=AUTH)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+def test_unoffered_model_is_400(client, demo_home) -> None:  # type: ignore[no-untyped-def]
+    body = {"task": "readmission", "hadm_id": _hadm(demo_home), "model": "openai/gpt-4o"}
+    r = client.post("/v1/explain", json=body, headers=AUTH)
+    assert r.status_code == 400 and "not offered" in r.json()["error"]["message"]
+
+
+def test_rate_limit_is_429_per_key(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home, api_rate_per_minute=3)
+    with TestClient(create_app(settings, audit=AuditLog(tmp_path / "a.sqlite"))) as c:
+        codes = [
+            c.get("/v1/patients?task=readmission&limit=1", headers=AUTH).status_code
+            for _ in range(5)
+        ]
+        assert codes == [200, 200, 200, 429, 429]
+        r = c.get("/v1/patients?task=readmission&limit=1", headers=AUTH)
+        assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [LLMTimeoutError("no answer within 60 s"), LLMUnavailableError("provider down"), "", "   "],
+)
+def test_llm_faults_give_the_guarded_fallback_not_a_500(demo_home, tmp_path, fault) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home)
+    service = ExplanationService(settings, models={"fake": FakeChatModel(script=[fault])})
+    with TestClient(
+        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
+    ) as c:
+        r = c.post(
+            "/v1/explain", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
+        )
+    assert r.status_code == 200, r.text
+    g = r.json()["guard"]
+    assert g["fallback_used"] is True and g["passed"] is False
+    assert r.json()["rationale"]["text"].startswith("The model estimates a risk of")
+
+
+def test_garbage_answer_gives_the_fallback(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home)
+    service = ExplanationService(
+        settings, models={"fake": FakeChatModel(script=["@@@ %%% 12345678 ###"])}
+    )
+    with TestClient(
+        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
+    ) as c:
+        r = c.post(
+            "/v1/explain", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
+        )
+    assert r.status_code == 200 and r.json()["guard"]["fallback_used"] is True
+    assert "12345678" not in r.json()["rationale"]["text"]
+
+
+def test_stream_sends_tokens_then_the_explanation(client, demo_home) -> None:  # type: ignore[no-untyped-def]
+    body = {"task": "readmission", "hadm_id": _hadm(demo_home)}
+    with client.stream("POST", "/v1/explain/stream", json=body, headers=AUTH) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        text = "".join(r.iter_text())
+    events = [e for e in text.split("\n\n") if e.strip()]
+    kinds = [e.split("\n")[0].removeprefix("event: ") for e in events]
+    assert kinds[-1] == "explanation" and kinds.count("token") >= 3
+    exp = json.loads(events[-1].split("data: ", 1)[1])
+    streamed = "".join(json.loads(e.split("data: ", 1)[1])["text"] for e in events[:-1])
+    assert streamed.strip() == exp["rationale"]["text"]
+
+
+def test_stream_unknown_patient_is_404_before_streaming(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/explain/stream", json={"task": "readmission", "hadm_id": 1}, headers=AUTH)
+    assert r.status_code == 404
+
+
+def test_logs_hold_no_question_note_text_or_key(client, demo_home, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG)
+    hadm = _hadm(demo_home)
+    client.post(
+        "/v1/explain",
+        json={"task": "readmission", "hadm_id": hadm, "question": QUESTION},
+        headers=AUTH,
+    )
+    client.post(
+        "/v1/explain",
+        json={"task": "readmission", "hadm_id": 1, "question": QUESTION},
+        headers=AUTH,
+    )
+    client.post("/v1/explain", json={"task": "readmission", "question": QUESTION}, headers=AUTH)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "request=" in logged and "/v1/explain" in logged
+    for secret in ("Quackenbush", "Zebulon", QUESTION, KEY):
+        assert secret not in logged
+
+
+def test_openapi_documents_every_route(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/v1/predict", "/v1/explain", "/v1/explain/stream", "/v1/patients"} <= set(
+        spec["paths"]
+    )
+    assert "examples" in json.dumps(spec["components"]["schemas"]["ExplainRequest"])
