@@ -7,7 +7,6 @@ Contract (DESIGN.md): `GET /health` (no key); with `Authorization: Bearer <key>`
 Logs carry request ids, key ids, routes, statuses and latencies: no note text, question or name.
 """
 
-
 import json
 import logging
 import queue
