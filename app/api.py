@@ -10,7 +10,6 @@ Logs carry request ids, key ids, routes, statuses and latencies: no note text, q
 import json
 import logging
 import queue
-import secrets
 import threading
 import time
 import uuid
@@ -158,19 +157,22 @@ def create_app(
     settings: Settings | None = None,
     service: ExplanationService | None = None,
     audit: AuditLog | None = None,
+    chat: bool = True,
 ) -> FastAPI:
+    """The API (and the chat at /chat unless `chat=False`) over one ExplanationService."""
     apply_offline_switches()
     settings = settings or Settings()
     keys = KeyRing([k.get_secret_value() for k in settings.api_keys])
     limiter = RateLimiter(settings.api_rate_per_minute)
     state: dict[str, Any] = {}
 
+    state["service"] = service or ExplanationService(settings)
+    state["tasks"] = state["service"].available_tasks()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        svc = service or ExplanationService(settings)
-        state["service"] = svc
+        svc = state["service"]
         state["audit"] = audit or AuditLog(settings.home / "audit.sqlite")
-        state["tasks"] = svc.available_tasks()
         for task in state["tasks"]:  # models, data and risks loaded once, here
             svc.risks(task)
         try:
@@ -411,9 +413,20 @@ def create_app(
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     app.state.settings = settings
-    app.state.generated_key = None
+    if chat:
+        import gradio as gr
+
+        from app.chat import CSS, build_chat
+
+        login = (
+            (lambda _user, password: keys.check(password) is not None) if keys.configured else None
+        )
+        app = gr.mount_gradio_app(
+            app,
+            build_chat(state["service"], state["tasks"]),
+            path="/chat",
+            auth=login,
+            auth_message="Sign in with any user name and an API key as the password.",
+            css=CSS,
+        )
     return app
-
-
-def generate_key() -> str:
-    return "sk-" + secrets.token_urlsafe(24)

@@ -297,9 +297,14 @@ def demo(
         question = "Why is this patient at high risk of readmission?"
         facts = service.facts("readmission", int(row["hadm_id"]), question=question)
         print_facts(facts)
-        stream_explanation(service, facts, question, model)
+        # the demo always ends with an answer: a failing model gives the grounded fallback
+        stream_explanation(service, facts, question, model, fallback=True)
     except SafeLLMError as exc:
         raise _fail(exc) from exc
+    out.print(
+        "\nAsk about any patient in the chat: [bold]safellm serve[/], then open "
+        "http://127.0.0.1:8000/chat (the REST API is at http://127.0.0.1:8000/docs)."
+    )
 
 
 @app.command("explain")
@@ -512,7 +517,9 @@ def audit_cmd(
     out.print(table)
 
 
-def stream_explanation(service: Any, facts: Any, question: str | None, model: str | None) -> Any:
+def stream_explanation(
+    service: Any, facts: Any, question: str | None, model: str | None, fallback: bool = False
+) -> Any:
     """Print the note evidence, then the rationale token by token, then its citations."""
     for n in facts.notes:
         text = " ".join(n.text.split())
@@ -527,7 +534,13 @@ def stream_explanation(service: Any, facts: Any, question: str | None, model: st
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    exp = service.explain_facts(facts, question=question, model=model, on_token=token)
+    exp = service.explain_facts(
+        facts,
+        question=question,
+        model=model,
+        on_token=token,
+        on_llm_error=service.guard.fallback if fallback else None,
+    )
     sys.stdout.write("\n")
     cited = ", ".join(exp.rationale.citations) or "none"
     first = f"first token {exp.first_token_s:.1f} s, " if exp.first_token_s is not None else ""

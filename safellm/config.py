@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(
         default=None, description="Any GGUF file to run locally instead of a packaged model."
     )
+    local_timeout_s: float = Field(
+        default=300.0, gt=0, description="Per-call timeout of the local model (CPU generation)."
+    )
     local_n_ctx: int = Field(default=4096, ge=512, description="Context window of the local model.")
     local_threads: int = Field(default=2, ge=1, description="CPU threads of the local model.")
     model_cache: Path | None = Field(

@@ -387,7 +387,7 @@ def local_model(settings: Settings) -> LiteLLMChatModel:
     name, path = model_file(settings)
     model = register(name, path, settings.local_n_ctx, settings.local_threads)
     return LiteLLMChatModel(
-        model, timeout_s=settings.llm_timeout_s, max_retries=0, name=f"local:{name}"
+        model, timeout_s=settings.local_timeout_s, max_retries=0, name=f"local:{name}"
     )
 
 
