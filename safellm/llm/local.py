@@ -14,6 +14,8 @@ their fixed text first: the shared prefix is paid once per process.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import importlib
 import os
@@ -280,9 +282,19 @@ def engine(path: Path, n_ctx: int, threads: int) -> LlamaEngine:
     """The process's engine for this file and shape (loaded once)."""
     key = (str(Path(path).resolve()), n_ctx, threads)
     with _ENGINES_LOCK:
+        if not _ENGINES:
+            atexit.register(_close_engines)
         if key not in _ENGINES:
             _ENGINES[key] = LlamaEngine(Path(path), n_ctx, threads)
         return _ENGINES[key]
+
+
+def _close_engines() -> None:
+    """Free the models while llama.cpp is still loaded (not in __del__ at interpreter exit)."""
+    for eng in _ENGINES.values():
+        with contextlib.suppress(Exception):
+            eng.llm.close()
+    _ENGINES.clear()
 
 
 # ------------------------------------------------------------------------------ LiteLLM provider

@@ -23,6 +23,30 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 QUESTION = "Why is Mr Zebulon Quackenbush at high risk?"
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+SERVER_LOG = _Collect()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _server_log():  # type: ignore[no-untyped-def]
+    """Every log line of this module's requests (all loggers), for the last test to grep."""
+    root = logging.getLogger()
+    old = root.level
+    root.addHandler(SERVER_LOG)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(SERVER_LOG)
+    root.setLevel(old)
+
+
 def _settings(home: Path, **kw) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(home=home, llm_model="fake", guard_judge=False, api_keys=[SecretStr(KEY)], **kw)
 
@@ -238,3 +262,12 @@ def test_openapi_documents_every_route(client) -> None:  # type: ignore[no-untyp
         spec["paths"]
     )
     assert "examples" in json.dumps(spec["components"]["schemas"]["ExplainRequest"])
+
+
+def test_zz_server_log_of_the_whole_module_holds_no_text_or_keys() -> None:
+    """Runs last in this file: the log of every request above (questions with a made-up name,
+    bodies too large, bad keys, faults) holds request ids and routes, never their text."""
+    logged = "\n".join(SERVER_LOG.lines)
+    assert "request=" in logged and "/v1/explain" in logged
+    for secret in ("Quackenbush", "Zebulon", QUESTION, KEY, "yyyyyyyy", "@@@ %%%"):
+        assert secret not in logged

@@ -1,0 +1,68 @@
+"""`safellm serve` starts the API (and chat) and, with no keys configured, prints a one-run key."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+@pytest.mark.slow
+def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "SAFELLM_HOME": str(demo_home),
+        "SAFELLM_LLM_MODEL": "fake",
+        "SAFELLM_GUARD_JUDGE": "false",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+    env.pop("SAFELLM_API_KEYS", None)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from safellm.cli import main; main()",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"serve did not start: {log.read_text()[-2000:]}")
+        key = re.search(r"accepts the key (sk-\S+)", log.read_text())
+        assert key, log.read_text()
+        assert httpx.get(f"{url}/v1/patients?task=readmission&limit=1").status_code == 401
+        ok = httpx.get(
+            f"{url}/v1/patients?task=readmission&limit=1",
+            headers={"Authorization": f"Bearer {key.group(1)}"},
+        )
+        assert ok.status_code == 200 and ok.json()["total"] == 89
+        assert httpx.get(f"{url}/chat/").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
