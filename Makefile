@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean chromium
 
 # llama-cpp-python is built once per machine with explicit CPU flags (the default native build
 # crashes on VMs whose CPU advertises AMX) and kept as a wheel outside the repository.
@@ -29,7 +29,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/safellm demo
 
-test: $(STAMP)
+# the browser test drives Debian's Chromium (no `playwright install` offline)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 lint: $(STAMP)
