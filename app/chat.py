@@ -53,17 +53,13 @@ def evidence_html(facts: Facts) -> str:
 
 def badge(exp: Explanation) -> str:
     g = exp.guard
-    rules = ", ".join(sorted({v.rule for v in g.violations})) or "none"
-    if g.fallback_used:
-        head = (
-            "⚠️ **fallback** — the model's answer failed the checks; the grounded summary is shown"
-        )
-    elif g.attempts == 0:
-        head = "🛑 **refused** — outside the scope of this patient's risk"
-    elif g.attempts > 1:
-        head = f"🔁 **passed after {g.attempts - 1} re-ask(s)**"
-    else:
-        head = "✅ **passed** every check"
+    head = {
+        "fallback": "⚠️ **fallback** — the model's answer failed the checks; the grounded summary is shown",
+        "refused": "🛑 **refused** — outside the scope of this patient's risk",
+        "re-asked": f"🔁 **passed after {g.attempts - 1} re-ask(s)**",
+        "passed": "✅ **passed** every check",
+    }[g.outcome]
+    rules = ", ".join(g.rules) or "none"
     return f"{head} · found: {rules} · policy {exp.versions.policy} · {exp.versions.llm}"
 
 

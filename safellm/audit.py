@@ -101,7 +101,7 @@ class AuditLog:
             guard_passed=exp.guard.passed,
             fallback_used=exp.guard.fallback_used,
             attempts=exp.guard.attempts,
-            violations=sorted({v.rule for v in exp.guard.violations}),
+            violations=exp.guard.rules,
             latency_ms=round(exp.latency_s * 1000, 1),
             answer_sha256=sha256(exp.rationale.text),
             question_sha256=sha256(exp.question),

@@ -545,16 +545,13 @@ def stream_explanation(
     cited = ", ".join(exp.rationale.citations) or "none"
     first = f"first token {exp.first_token_s:.1f} s, " if exp.first_token_s is not None else ""
     g = exp.guard
-    if g.fallback_used:
-        verdict = "fallback (the model's answer failed)"
-    elif g.attempts == 0:
-        verdict = "refused"
-    elif g.attempts > 1:
-        verdict = f"passed after {g.attempts - 1} re-ask(s)"
-    else:
-        verdict = "passed"
-    rules = sorted({v.rule for v in g.violations})
-    found = f"; found: {', '.join(rules)}" if rules else ""
+    verdict = {
+        "fallback": "fallback (the model's answer failed)",
+        "refused": "refused",
+        "re-asked": f"passed after {g.attempts - 1} re-ask(s)",
+        "passed": "passed",
+    }[g.outcome]
+    found = f"; found: {', '.join(g.rules)}" if g.rules else ""
     out.print(
         f"  citations: {cited}; guard: {verdict} (policy {exp.versions.policy}{found}); "
         f"{first}{exp.latency_s:.1f} s in all; llm {exp.versions.llm}, prompt {exp.versions.prompt}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -46,6 +46,21 @@ class GuardReport(BaseModel):
     attempts: int = Field(ge=0, description="Model calls made (0: refused before asking).")
     fallback_used: bool = False
     violations: list[Violation] = Field(default_factory=list)
+
+    @property
+    def outcome(self) -> Literal["passed", "re-asked", "fallback", "refused"]:
+        """What the reader got: the model's answer (first time or after re-asking), the grounded
+        fallback, or a refusal made before asking."""
+        if self.fallback_used:
+            return "fallback"
+        if self.attempts == 0:
+            return "refused"
+        return "re-asked" if self.attempts > 1 else "passed"
+
+    @property
+    def rules(self) -> list[str]:
+        """The rule ids found, each once, sorted."""
+        return sorted({v.rule for v in self.violations})
 
 
 class Versions(BaseModel):

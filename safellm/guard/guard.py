@@ -166,8 +166,7 @@ class ClinicalGuard:
                 seen.append(Violation(rule="fallback", detail=f"re-ask failed: {exc}"))
                 break
             attempts += 1
-        shown = self.with_disclaimer(fallback_answer(facts).text)
-        return shown, GuardReport(
+        return self.fallback(facts), GuardReport(
             passed=False, attempts=attempts, fallback_used=True, violations=seen
         )
 
