@@ -25,8 +25,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from safellm.explain.facts import Contribution, Facts, NoteEvidence
-from safellm.guard.lexicon import Lexicon, concept_of
+from safellm.explain.facts import Contribution, Facts, NoteEvidence, shown_value
+from safellm.guard.lexicon import Lexicon, Mention, concept_of
 from safellm.guard.policy import Policy
 from safellm.rationale import CITATION, Violation
 
@@ -37,14 +37,14 @@ TASK_CONSTANTS = {6.0, 12.0, 24.0, 30.0, 72.0, 90.0}
 NUMBER = re.compile(r"(?<![\w.\[/-])([-+−]?\d+(?:\.\d+)?)(\s*(?:%|percent\b))?(?![\w])")
 RAISE = re.compile(
     r"\b(?:raise[sd]?|raising|increas(?:e[sd]?|ing)|elevat(?:es|ed|ing)\s+(?:the\s+)?risk|"
-    r"drives?\s+up|driving\s+up|push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?up|adds?\s+to|"
+    r"drives?\s+up|driving\s+up|driven\s+up|push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?up|adds?\s+to|"
     r"adding\s+to|worsen(?:s|ed|ing)?|risk\s+factor|upward)\b",
     re.I,
 )
 LOWER = re.compile(
     r"\b(?:lower(?:s|ed|ing)?\s+(?:the\s+|its\s+|this\s+)?(?:risk|predict|estimat|length|stay|it)|"
     r"decreas(?:e[sd]?|ing)|reduc(?:e[sd]?|ing)|protective|protects?|"
-    r"push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|pull(?:s|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|"
+    r"driven\s+down|push(?:es|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|pull(?:s|ed|ing)?\s+(?:it\s+|the\s+risk\s+)?down|"
     r"hold(?:s|ing)?\s+(?:it\s+|the\s+risk\s+)?down|held\s+down|mitigat\w*|offset\w*|downward)",
     re.I,
 )
@@ -62,6 +62,13 @@ CLAUSE = re.compile(
     re.I,
 )
 LEADING_CITES = re.compile(r"^(?:\s*\[\s*[FN]\d+(?:\s*[,;]\s*[FN]\d+)*\s*\])+\s*")
+WHICH = re.compile(r"\s*(?:which|that|this|it|and)\b", re.I)
+BOUND = re.compile(
+    r"\s*(?:(?:(?:of|=|:|at|was|is|were|are)\s*\(?|\()\s*"
+    r"([-+−]?\d+(?:\.\d+)?|yes|no|not measured)|([-+−]?\d+(?:\.\d+)?))(?!\w)(?!\.\d)",
+    re.I,
+)
+QUOTE = re.compile(r'["“]([^"”]{8,})["”]')
 SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"'])")
 
 
@@ -101,6 +108,18 @@ def sentences(text: str) -> list[Sentence]:
     for s in out:
         s.cited = [c for g in CITATION.findall(s.text) for c in re.split(r"\s*[,;]\s*", g)]
     return out
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .,;:")
+
+
+def _bound_ok(token: str, c: Contribution, rel: float) -> bool:
+    if token in ("yes", "no", "not measured"):
+        return shown_value(c.value, c.unit) == token
+    if isinstance(c.value, bool) or not isinstance(c.value, (int, float)):
+        return False
+    return _matches(float(token), token, float(c.value), rel)
 
 
 def _decimals(token: str) -> int:
@@ -200,7 +219,11 @@ class Checker:
                 )
 
         # citations: a cited fact whose feature the sentence does not name, while naming others
+        mismatched = self._segments(s, mentions, facts, by_id, shown)
+        out += mismatched
         for cid in fact_ids:
+            if mismatched:
+                break
             if named and concepts[cid] not in named and (named & shown):
                 c = by_id[cid]
                 assert isinstance(c, Contribution)
@@ -221,6 +244,7 @@ class Checker:
             )
 
         out += self._numbers(s, body, facts, note_text)
+        out += self._bindings(s, body, facts, mentions, note_text)
         out += self._directions(s, body, facts, by_id, concepts, fact_ids)
         out += self._ranks(s, body, facts, named, fact_ids)
         out += self._notes(s, body, notes)
@@ -265,6 +289,84 @@ class Checker:
                 out.append(Violation(rule="fact.number", detail=detail, span=span))
         return out
 
+    def _segments(
+        self,
+        s: Sentence,
+        mentions: list[Mention],
+        facts: Facts,
+        by_id: dict[str, Contribution | NoteEvidence],
+        shown: set[str],
+    ) -> list[Violation]:
+        """Each citation must cite what is named just before it (since the previous citation, in
+        a sentence listing "X of 1 [F1], Y of 2 [F2]"): a fact of the same feature, and the very
+        fact when its exact label is written ("Lactate (last)" citing the lowest lactate fails)."""
+        groups = list(CITATION.finditer(s.text))
+        labels = {" ".join(c.label.lower().split()): c for c in facts.contributions}
+        out = []
+        prev = 0
+        for g in groups:
+            seg = [m for m in mentions if prev <= m.start and m.end <= g.start()]
+            prev = g.end()
+            cited = [by_id[c] for c in re.split(r"\s*[,;]\s*", g.group(1)) if c in by_id]
+            facts_cited = [c for c in cited if isinstance(c, Contribution)]
+            if not seg or not facts_cited or len(facts_cited) < len(cited):
+                continue
+            if not any(m.concepts & shown for m in seg):
+                continue
+
+            def fits(c: Contribution, m: Mention) -> bool:
+                exact = labels.get(" ".join(m.text.lower().split()))
+                return exact is c if exact is not None else concept_of(c.feature) in m.concepts
+
+            if not any(fits(c, m) for c in facts_cited for m in seg):
+                c = facts_cited[0]
+                out.append(
+                    Violation(
+                        rule="citation.mismatch",
+                        detail=f"[{c.id}] is {c.label}, but the words before it name "
+                        + ", ".join(m.text for m in seg),
+                        span=(s.start, s.end),
+                    )
+                )
+        return out
+
+    def _bindings(
+        self, s: Sentence, body: str, facts: Facts, mentions: list[Mention], note_text: str
+    ) -> list[Violation]:
+        """A value written right after a feature ("Creatinine (last) of 11.1 mg/dL", "Age (85
+        years)") must be that feature's value, not another fact's."""
+        out = []
+        known = self._fact_numbers(facts) + self._risk_numbers(facts, False)
+        for m in mentions:
+            b = BOUND.match(body, m.end)
+            if b is None:
+                continue
+            raw = b.group(1) or b.group(2)
+            token = raw.replace("−", "-").lower()
+            key = " ".join(m.text.lower().split())
+            cands = [c for c in facts.contributions if " ".join(c.label.lower().split()) == key]
+            cands = cands or [c for c in facts.contributions if concept_of(c.feature) in m.concepts]
+            if not cands or (note_text and token in note_text):
+                continue
+            if any(_bound_ok(token, c, self.rel) for c in cands):
+                continue
+            if (
+                token[-1].isdigit()
+                and float(token) not in TASK_CONSTANTS
+                and not any(_matches(float(token), token, v, self.rel) for v in known)
+            ):
+                continue  # a number of no fact at all: `_numbers` reports it
+
+            out.append(
+                Violation(
+                    rule="fact.number",
+                    detail=f"gives {m.text} as {raw}, but the facts give "
+                    + " / ".join(shown_value(c.value, c.unit) for c in cands),
+                    span=(s.start + m.start, s.start + b.end()),
+                )
+            )
+        return out
+
     def _directions(
         self,
         s: Sentence,
@@ -276,9 +378,15 @@ class Checker:
     ) -> list[Violation]:
         out = []
         pos = 0
+        carried: list[Mention] = []
         for clause in CLAUSE.split(body):
             start = body.find(clause, pos)
             pos = start + len(clause)
+            # "X (11.1 mg/dL), which lowers the risk": the relative clause speaks of the last
+            # clause's features
+            here = self.lexicon.mentions(clause)
+            mentions = here or (carried if WHICH.match(clause) else [])
+            carried = here or carried
             asserted = set()
             for pat, d in ((RAISE, "raises"), (LOWER, "lowers")):
                 for m in pat.finditer(clause):
@@ -287,7 +395,7 @@ class Checker:
             if len(asserted) != 1:
                 continue
             said = asserted.pop()
-            for mention in self.lexicon.mentions(clause):
+            for mention in mentions:
                 candidates = [
                     by_id[cid] for cid in fact_ids if concepts.get(cid) in mention.concepts
                 ] or [c for c in facts.contributions if concept_of(c.feature) in mention.concepts]
@@ -334,8 +442,12 @@ class Checker:
             return []
         out = []
         claim = " ".join(body.split())
+        quotes = QUOTE.findall(body)
+        frame = len(CITATION.sub(" ", QUOTE.sub(" ", body)).split())
         for n in notes:
             assert isinstance(n, NoteEvidence)
+            if quotes and frame <= 8 and all(_flat(q) in _flat(n.text) for q in quotes):
+                continue  # a verbatim quote of the cited note, in a short reporting frame
             sim, judge = self.note_support(claim, n.text)
             if sim >= self.sim_min or (judge is not None and judge >= self.judge_min):
                 continue

@@ -21,6 +21,7 @@ FACT_LINE = re.compile(
     r"^\[(F\d+)\]\s*(?P<label>[^=\n]+?)\s*=\s*(?P<value>[^;\n]+);\s*(?P<dir>raises|lowers)", re.M
 )
 NOTE_LINE = re.compile(r"^\[(N\d+)\] \([^)]*\) (.+)$", re.M)
+DATE = re.compile(r"\d{1,4}[-/]\d{1,2}[-/]\d{1,4}")
 
 
 def grounded_answer(request: ChatRequest) -> str:
@@ -38,12 +39,28 @@ def grounded_answer(request: ChatRequest) -> str:
     if lowering:
         items = ", ".join(f"{f['label']} of {f['value'].strip()} [{f['id']}]" for f in lowering)
         parts.append(f"It is held down by {items}.")
-    notes = NOTE_LINE.findall(prompt)
-    if notes:
-        nid, text = notes[0]
-        quote = " ".join(text.split()[:12]).rstrip(".,;:")
+    quoted = _quotable(NOTE_LINE.findall(prompt))
+    if quoted:
+        nid, quote = quoted
         parts.append(f'The notes record: "{quote}" [{nid}].')
     return " ".join(parts)
+
+
+def _quotable(notes: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first note sentence fit to quote verbatim: no de-identification marker or date, a
+    few words, up to twelve."""
+    for nid, text in notes:
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+            words = sentence.rstrip(".!?").split()
+            quote = " ".join(words[:12]).rstrip(".,;:")
+            if (
+                len(words) >= 4
+                and "[**" not in quote
+                and not DATE.search(quote)
+                and '"' not in quote
+            ):
+                return nid, quote
+    return None
 
 
 def hallucinating_answer(request: ChatRequest) -> str:

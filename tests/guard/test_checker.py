@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from safellm.guard.checker import sentences
+from safellm.guard.checker import Checker, sentences
 
 TRUE = "A last creatinine of 2.4 mg/dL raises the risk [F1]."
 
@@ -94,3 +94,48 @@ def test_rank_claims_are_checked_against_the_cited_fact(checker, facts) -> None:
         checker, "The strongest factor is the highest creatinine [F2].", two
     )
     assert checker.check("The strongest factor is the last creatinine [F1].", two) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        # a value written right after a feature must be that feature's (here: the age)
+        ("Creatinine (last) of 44 years [F1] is high.", "fact.number"),
+        ("Age (2.4 mg/dL) lowers the risk [F2].", "fact.number"),
+        # each citation of a list cites what is named just before it
+        ("The risk is driven up by Age of 44 years [F1], Creatinine (last) of 2.4 mg/dL [F2].",
+         "citation.mismatch"),
+        # "X ..., which lowers the risk": the relative clause speaks of X
+        ("The largest is Creatinine (last) (2.4 mg/dL), which lowers the risk [F1].",
+         "fact.direction"),
+        ("The risk is driven up by Age of 44 years [F2].", "fact.direction"),
+    ],
+)
+def test_values_citations_and_relative_clauses_are_bound(checker, facts, text, rule) -> None:  # type: ignore[no-untyped-def]
+    assert rule in {v.rule for v in checker.check(text, facts)}, checker.check(text, facts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The risk is driven up by Creatinine (last) of 2.4 mg/dL [F1], Albumin (lowest) of "
+        "2.7 g/dL [F3]. It is held down by Age of 44 years [F2].",
+        "The largest contribution is Creatinine (last) (2.4 mg/dL), which raises the risk [F1].",
+        "Creatinine (last) and Albumin (lowest) both raise the risk [F1][F3].",
+    ],
+)
+def test_correct_bound_values_pass(checker, facts, text) -> None:  # type: ignore[no-untyped-def]
+    assert checker.check(text, facts) == []
+
+
+def test_a_verbatim_quote_of_the_cited_note_is_supported(policy, facts) -> None:  # type: ignore[no-untyped-def]
+    never = Checker(policy, lambda claim, evidence: (0.0, 0.0))
+    quote = 'The notes record: "creatinine trending up, nephrology consulted" [N1].'
+    assert never.check(quote, facts) == []
+    altered = 'The notes record: "creatinine trending down, nephrology consulted" [N1].'
+    assert [v.rule for v in never.check(altered, facts)] == ["note.unsupported"]
+    framed = (
+        'Because the kidneys are failing and dialysis is planned, the notes record: '
+        '"creatinine trending up" [N1].'
+    )
+    assert [v.rule for v in never.check(framed, facts)] == ["note.unsupported"]
