@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test lint bench clean chromium
+.PHONY: install demo test lint bench clean chromium eval
 
 # llama-cpp-python is built once per machine with explicit CPU flags (the default native build
 # crashes on VMs whose CPU advertises AMX) and kept as a wheel outside the repository.
@@ -43,6 +43,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# the full eval suite on the packaged local model (builds the synthetic hospital and trains the
+# three task models first when they are missing); reports in $(HOME_DIR)/eval/default.v1/
+HOME_DIR = $${SAFELLM_HOME:-.safellm}
+eval: $(STAMP)
+	@test -f "$(HOME_DIR)/models/readmission/LATEST" || $(VENV)/bin/safellm demo --model fake
+	@for t in icu_mortality los; do test -f "$(HOME_DIR)/models/$$t/LATEST" || \
+	  $(VENV)/bin/safellm train --task $$t --n-boot 100 || exit 1; done
+	$(VENV)/bin/safellm eval --model local
 
 bench: $(STAMP)
 	$(PY) bench/etl.py

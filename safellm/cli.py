@@ -593,3 +593,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from safellm import cli_eval as _cli_eval  # noqa: E402,F401  (registers `safellm eval`)

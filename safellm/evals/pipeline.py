@@ -1,0 +1,221 @@
+"""`safellm eval` without the command line: load the suite, make its cases concrete on the built
+data and models, run each model and prompt raw and guarded, run the guard mutation test, score,
+check the gates, write the reports and log to MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from safellm.config import Settings
+from safellm.errors import ConfigError, UnknownPatientError
+from safellm.evals import render
+from safellm.evals.cases import Resolved
+from safellm.evals.evaluators import MUTATION_METRICS, RUN_METRICS, Context, evaluators
+from safellm.evals.mutations import MutationReport, mutation_test
+from safellm.evals.report import EvalReport, check_gates, family_counts, summarize
+from safellm.evals.runner import _slug, resolve_all, run_model
+from safellm.evals.suite import Suite, load_suite
+from safellm.explain.facts import Facts
+from safellm.guard.checker import Checker
+from safellm.guard.policy import Policy
+from safellm.llm.prompts import Prompt, load_prompt
+from safellm.rationale import prompt_variables
+
+Stage = Callable[[str, int], Callable[[int, str], None]]  # (title, total) -> advance(n, step)
+DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "evals" / "default.v1.yaml"
+
+
+def parse_prompt(spec: str) -> tuple[str, int | None]:
+    """`explain-risk` or `explain-risk:1`."""
+    name, _, version = spec.partition(":")
+    if version and not version.isdigit():
+        raise ConfigError(f"prompt {spec!r}: write NAME or NAME:VERSION (e.g. explain-risk:1)")
+    return name, int(version) if version else None
+
+
+def facts_source(service: Any) -> Callable[[str, int, str], Facts]:
+    def facts_for(task: str, rank: int, question: str) -> Facts:
+        risks = service.risks(task)
+        if rank > len(risks):
+            raise UnknownPatientError(
+                f"rank {rank} asked, but the {task} cohort has {len(risks)} units"
+            )
+        row = risks.iloc[rank - 1]
+        if task == "icu_mortality":
+            return service.facts(task, icustay_id=int(row["icustay_id"]), question=question)
+        return service.facts(task, hadm_id=int(row["hadm_id"]), question=question)
+
+    return facts_for
+
+
+def with_thresholds(policy: Policy, sim: float, judge: float | None) -> Policy:
+    rules = [
+        r.model_copy(update={"similarity_threshold": sim, "judge_threshold": judge})
+        if r.id == "note.unsupported"
+        else r
+        for r in policy.rules
+    ]
+    return Policy.model_validate({**policy.model_dump(), "rules": [r.model_dump() for r in rules]})
+
+
+def calibration(
+    suite_path: Path, suite: Suite, service: Any, out_dir: Path, stage: Stage
+) -> dict[str, Any] | None:
+    """Note-grounding thresholds tuned on the suite's labelled set (cached in `out_dir`)."""
+    if not suite.grounding_set:
+        return None
+    from safellm.guard.calibrate import calibrate, load_set
+
+    path = suite_path.parent / suite.grounding_set
+    judge_on = service.settings.guard_judge
+    digest = hashlib.sha256(path.read_bytes() + str(judge_on).encode()).hexdigest()[:16]
+    cached = out_dir / "calibration.json"
+    if cached.is_file():
+        known = json.loads(cached.read_text(encoding="utf-8"))
+        if known.get("digest") == digest:
+            return dict(known)
+    data = load_set(path)
+
+    def similarity(a: str, b: str) -> float:
+        v = service.embedder.embed([a, b])
+        return float(v[0] @ v[1])
+
+    judge = None
+    if judge_on:
+        from safellm.llm.local import LocalJudge
+
+        judge = LocalJudge(service.settings)
+    n = sum(len(p.supported) + len(p.unsupported) for p in data.pairs)
+    advance = stage("Tuning note grounding", n)
+    result = calibrate(data, similarity, judge, progress=lambda k: advance(k, ""))
+    found = {"digest": digest, **result.model_dump()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(found, indent=1), encoding="utf-8")
+    return found
+
+
+def mutation_bases(resolved: list[Resolved], prompt: Prompt) -> list[tuple[str, Facts]]:
+    """Correct rationales: the grounded fallback and the fake model's answer for each case's
+    Facts (cases whose right answer is a refusal excluded; each Facts once)."""
+    from safellm.guard.fallback import fallback_answer
+    from safellm.llm.fake import grounded_answer
+
+    seen: set[str] = set()
+    out = []
+    for r in resolved:
+        if r.case.expect.refuse or not r.facts.contributions:
+            continue
+        key = r.facts.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        request = prompt.request(**prompt_variables(r.facts, r.question))
+        for text in (fallback_answer(r.facts).text, grounded_answer(request)):
+            out.append((text, r.facts))
+    return out
+
+
+def run_eval(
+    settings: Settings,
+    *,
+    suite_path: Path = DEFAULT_SUITE,
+    models: list[str] | None = None,
+    prompts: list[str] | None = None,
+    out_dir: Path,
+    service: Any = None,
+    stage: Stage | None = None,
+    limit: int | None = None,
+    mlflow: bool = True,
+) -> tuple[EvalReport, dict[str, Path]]:
+    from safellm.service import ExplanationService
+
+    stage = stage or (lambda title, total: lambda n, step: None)
+    suite = load_suite(suite_path, set(RUN_METRICS) | set(MUTATION_METRICS))
+    if limit is not None:
+        suite = suite.model_copy(update={"cases": suite.cases[:limit]})
+    service = service or ExplanationService(settings)
+    needed = sorted({c.patient.task for c in suite.cases if c.patient is not None})
+    missing = [t for t in needed if t not in service.available_tasks()]
+    if missing:
+        raise ConfigError(
+            f"suite {suite.label} needs built data and a trained model for {', '.join(missing)} "
+            f"under {settings.home}: run `safellm demo` then `safellm train` (or set SAFELLM_HOME)"
+        )
+    names = models or [settings.llm_model]
+    chat_models = {name: service.model(name) for name in names}  # unknown names fail here
+    variants = prompts or [suite.prompt]
+    loaded: dict[str, Prompt] = {}
+    for spec in variants:
+        name, version = parse_prompt(spec)
+        loaded[spec] = load_prompt(settings.prompts_dir, name, version)
+    followup = load_prompt(settings.prompts_dir, suite.followup_prompt)
+
+    resolved = resolve_all(suite, facts_source(service), stage("Preparing cases", len(suite.cases)))
+    guard = service.guard
+    policy: Policy = guard.policy
+    calib = calibration(suite_path, suite, service, out_dir, stage)
+    note_checker = None
+    if calib is not None:
+        note_checker = Checker(
+            with_thresholds(policy, calib["similarity_threshold"], calib["judge_threshold"]),
+            guard.checker.note_support,
+        )
+    ctx = Context(Checker(policy), note_checker, suite.refusal_markers, suite.max_words)
+    evs = evaluators(ctx)
+
+    runs = []
+    for name, model in chat_models.items():
+        for prompt in loaded.values():
+            label = f"{name} · {prompt.version}"
+            advance = stage(f"Running {label}", len(resolved))
+            results, cached = run_model(
+                resolved,
+                model,
+                {suite.prompt: prompt, suite.followup_prompt: followup},
+                guard,
+                ctx,
+                out_dir / "cases" / _slug(name) / _slug(prompt.version),
+                advance,
+            )
+            runs.append(summarize(name, prompt.version, resolved, results, evs, cached))
+
+    bases = mutation_bases(resolved, next(iter(loaded.values())))
+    advance = stage("Guard mutation test", len(bases) * 9)
+
+    def flags(text: str, facts: Facts) -> list[str]:
+        r = guard.review(text, facts)
+        return sorted({v.rule for v in r.blocking + r.fixed})
+
+    mutation: MutationReport = mutation_test(bases, flags, lambda n: advance(n, ""))
+    gates = check_gates(suite.gates, runs, mutation)
+    descriptions = {ev.name: ev.description for ev in evs} | {
+        "detection_rate": "Mutants (corrupted correct rationales) flagged by the guard.",
+        "false_flag_rate": "Correct rationales flagged by the guard.",
+    }
+    report = EvalReport(
+        suite=suite.label,
+        suite_digest=suite.digest(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        policy=policy.label,
+        cases=len(resolved),
+        families=family_counts(suite),
+        runs=runs,
+        mutation=mutation,
+        detection_rate=mutation.detection_rate,
+        false_flag_rate=mutation.false_flag_rate,
+        calibration=calib,
+        descriptions=descriptions,
+        gates=gates,
+        passed=all(g.passed for g in gates),
+    )
+    paths = render.write(report, out_dir)
+    if mlflow:
+        from safellm.evals.tracking import log_eval
+
+        log_eval(settings.home, report, paths)
+    return report, paths

@@ -1,0 +1,235 @@
+"""The eval report as files: `report.json` (everything), `report.md` (the summary tables) and
+`report.html` (the same with plots: raw vs guarded per metric, mutation detection per kind,
+latency per mode)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from safellm.evals.evaluators import MUTATION_METRICS, RUN_METRICS
+from safellm.evals.report import EvalReport, RunSummary
+
+RATES = [
+    "unsupported_claim_rate",
+    "completeness",
+    "citation_validity",
+    "note_grounding",
+    "refusal_correctness",
+    "injection_success",
+    "conciseness",
+    "fallback_rate",
+]
+COUNTS = [
+    "unsupported_numbers",
+    "unsupported_features",
+    "unsupported_directions",
+    "wrong_ranks",
+    "phi_leaks",
+    "dosing_leaks",
+    "forbidden_content",
+    "errors",
+]
+
+
+def fmt(metric: str, v: float | None) -> str:
+    if v is None:
+        return "–"
+    if metric in RATES or metric in MUTATION_METRICS or metric.endswith("_rate"):
+        return f"{100 * v:.1f} %"
+    if metric.startswith("latency"):
+        return f"{v:.2f} s"
+    if metric in COUNTS:
+        return f"{v:.0f}"
+    return f"{v:.1f}"
+
+
+def _targets(report: EvalReport, run: RunSummary) -> dict[tuple[str, str], tuple[str, bool]]:
+    label = f"{run.model} · {run.prompt}"
+    return {(g.mode, g.metric): (g.target, g.passed) for g in report.gates if g.run == label}
+
+
+def markdown(report: EvalReport) -> str:
+    lines = [
+        f"# Eval report: {report.suite}",
+        "",
+        f"{report.cases} cases ({', '.join(f'{k} {v}' for k, v in report.families.items())}); "
+        f"guard policy {report.policy}; made {report.created}.",
+        "",
+        f"**Gates: {'all met' if report.passed else 'NOT MET'}** "
+        f"({sum(g.passed for g in report.gates)}/{len(report.gates)}).",
+        "",
+    ]
+    for run in report.runs:
+        targets = _targets(report, run)
+        lines += [
+            f"## {run.model} · prompt {run.prompt}",
+            "",
+            "| metric | raw | guarded | guarded target | met |",
+            "|---|---:|---:|---:|:---:|",
+        ]
+        for m in RUN_METRICS:
+            t, ok = targets.get(("guarded", m), ("", True))
+            met = ("yes" if ok else "**NO**") if t else ""
+            lines.append(
+                f"| {m} | {fmt(m, run.metrics['raw'].get(m))} | "
+                f"{fmt(m, run.metrics['guarded'].get(m))} | {t} | {met} |"
+            )
+        fams = list(run.by_family)
+        metrics = list(next(iter(run.by_family.values()))["guarded"]) if fams else []
+        lines += ["", "Per case family (raw → guarded):", ""]
+        lines.append("| family | " + " | ".join(metrics) + " |")
+        lines.append("|---" * (len(metrics) + 1) + "|")
+        for f in fams:
+            cells = [
+                f"{fmt(m, run.by_family[f]['raw'][m])} → {fmt(m, run.by_family[f]['guarded'][m])}"
+                for m in metrics
+            ]
+            lines.append(f"| {f} | " + " | ".join(cells) + " |")
+        failing = [r for r in run.records if r.mode == "guarded" and r.failed][:10]
+        if failing:
+            lines += ["", "Guarded answers that failed a check (first 10):", ""]
+            for r in failing:
+                why = "; ".join(f"{k}: {v}" for k, v in r.failed.items())
+                lines.append(f"- `{r.id}` ({r.family}): {why}")
+        lines.append("")
+    mu = report.mutation
+    lines += [
+        "## Guard mutation test",
+        "",
+        f"{mu.bases} correct rationales, {mu.mutants} mutants: detection rate "
+        f"**{fmt('detection_rate', mu.detection_rate)}**, false-flag rate "
+        f"**{fmt('false_flag_rate', mu.false_flag_rate)}**.",
+        "",
+        "| mutation | mutants | detected | rate |",
+        "|---|---:|---:|---:|",
+    ]
+    for k, v in mu.by_kind.items():
+        lines.append(f"| {k} | {v['n']:.0f} | {v['detected']:.0f} | {100 * v['rate']:.1f} % |")
+    if mu.missed:
+        lines += ["", "Missed mutants (first 5):", ""]
+        lines += [f"- {m['kind']}: {m['text']}" for m in mu.missed[:5]]
+    lines += ["", "## Gates", "", "| run | mode | metric | value | target | met |"]
+    lines.append("|---|---|---|---:|---:|:---:|")
+    for g in report.gates:
+        lines.append(
+            f"| {g.run} | {g.mode} | {g.metric} | {fmt(g.metric, g.value)} | {g.target} | "
+            f"{'yes' if g.passed else '**NO**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(report: EvalReport) -> list[tuple[str, str]]:
+    """(title, base64 PNG) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out = []
+    for run in report.runs:
+        for title, names, scale in (
+            ("rates (%)", RATES, 100.0),
+            ("counts (answers)", COUNTS, 1.0),
+        ):
+            fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1))
+            y = np.arange(len(names))
+            for j, (mode, color) in enumerate((("raw", "#c44e52"), ("guarded", "#4c72b0"))):
+                vals = [(run.metrics[mode].get(m) or 0.0) * scale for m in names]
+                ax.barh(y + (0.2 if j else -0.2), vals, height=0.4, label=mode, color=color)
+            ax.set_yticks(y, names)
+            ax.invert_yaxis()
+            ax.legend(loc="lower right")
+            ax.set_title(f"{run.model} · {run.prompt}: {title}")
+            out.append((f"{run.model} · {run.prompt}: raw vs guarded {title}", _png(fig)))
+            plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7, 3))
+        data = [
+            [r.latency_s for r in run.records if r.mode == m and r.error is None]
+            for m in ("raw", "guarded")
+        ]
+        ax.boxplot([d or [0.0] for d in data], tick_labels=["raw", "guarded"], vert=False)
+        ax.set_xlabel("seconds per answer")
+        ax.set_title(f"{run.model} · {run.prompt}: latency")
+        out.append((f"{run.model} · {run.prompt}: latency", _png(fig)))
+        plt.close(fig)
+    mu = report.mutation
+    if mu.by_kind:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        kinds = list(mu.by_kind)
+        ax.barh(kinds, [100 * mu.by_kind[k]["rate"] for k in kinds], color="#55a868")
+        ax.axvline(99, color="k", ls="--", lw=1)
+        ax.set_xlim(0, 100)
+        ax.invert_yaxis()
+        ax.set_xlabel("% of mutants detected by the guard")
+        ax.set_title("Guard mutation test")
+        out.append(("Guard mutation test: detection per kind", _png(fig)))
+        plt.close(fig)
+    return out
+
+
+def html_report(report: EvalReport, md: str) -> str:
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
+        f"<figcaption>{html.escape(t)}</figcaption></figure>"
+        for t, b in plots(report)
+    )
+    tables = []
+    block: list[str] = []
+    for line in [*md.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            rows = [r.strip("|").split("|") for r in block if not set(r) <= set("|-: ")]
+            head, *body = rows
+            tables.append(
+                "<table><tr>"
+                + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+                + "</tr>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
+                    for r in body
+                )
+                + "</table>"
+            )
+            block = []
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            tables.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.strip():
+            tables.append(f"<p>{html.escape(line).replace('**', '')}</p>")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;font-size:13px}figure{display:inline-block;margin:8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report "
+        f"{html.escape(report.suite)}</title><style>{style}</style></head><body>"
+        f"{''.join(tables[:4])}{imgs}{''.join(tables[4:])}</body></html>"
+    )
+
+
+def write(report: EvalReport, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = markdown(report)
+    paths = {
+        "json": out_dir / "report.json",
+        "markdown": out_dir / "report.md",
+        "html": out_dir / "report.html",
+    }
+    paths["json"].write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    paths["markdown"].write_text(md, encoding="utf-8")
+    paths["html"].write_text(html_report(report, md), encoding="utf-8")
+    return paths
