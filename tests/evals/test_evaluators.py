@@ -27,8 +27,8 @@ from safellm.guard.checker import Checker
 from safellm.guard.policy import load_policy
 
 GOOD = (
-    "A last creatinine of 3.9 mg/dL raises the risk [F1]. Three admissions in the previous 12 "
-    "months add to it [F2]. An age of 44 years lowers the risk [F3]."
+    "A last creatinine of 2.4 mg/dL raises the risk [F1]. An age of 44 years lowers the risk "
+    "[F2]. A lowest albumin of 2.7 g/dL adds to the risk [F3]."
 )
 
 
@@ -79,10 +79,10 @@ def test_a_correct_answer_passes_every_evaluator(ctx: Context, facts: Facts) -> 
 @pytest.mark.parametrize(
     ("evaluator", "text", "value"),
     [
-        (UnsupportedNumbers, GOOD.replace("3.9", "5.9"), 1),
-        (UnsupportedFeatures, GOOD + " A lactate of 3.9 also raises it [F1].", 1),
+        (UnsupportedNumbers, GOOD.replace("2.4", "5.9"), 1),
+        (UnsupportedFeatures, GOOD + " A lactate of 2.4 also raises it [F1].", 1),
         (UnsupportedDirections, GOOD.replace("lowers the risk", "raises the risk"), 1),
-        (Completeness, GOOD.split(". An age")[0] + ".", 0),
+        (Completeness, GOOD.split(" A lowest")[0], 0),
         (CitationValidity, GOOD.replace("[F3]", "[F9]"), 0),
         (CitationValidity, "The creatinine matters.", 0),
         (Conciseness, GOOD + " More words here to go past the limit.", 0),

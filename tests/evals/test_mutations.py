@@ -9,8 +9,8 @@ from safellm.guard.guard import ClinicalGuard
 from safellm.guard.policy import load_policy
 
 FAKE_STYLE = (
-    "The risk is driven up by Creatinine (last) of 3.9 mg/dL [F1], Admissions in the previous "
-    "12 months of 3 admissions [F2]. It is held down by Age of 44 years [F3]. The notes record: "
+    "The risk is driven up by Creatinine (last) of 2.4 mg/dL [F1], Albumin (lowest) of 2.7 g/dL "
+    "[F3]. It is held down by Age of 44 years [F2]. The notes record: "
     '"Poor urine output overnight; creatinine trending up, nephrology consulted" [N1].'
 )
 
@@ -41,7 +41,7 @@ def test_every_mutation_changes_a_correct_rationale(kind: str, facts: Facts) -> 
 def test_mutations_are_specific(facts: Facts) -> None:
     base = fallback_answer(facts).text
     assert "lowers the risk [F1]" in MUTATORS["flip_direction"](base, facts, 0)  # type: ignore[operator]
-    assert "5.8 mg/dL" in MUTATORS["change_number"](base, facts, 0)  # type: ignore[operator]
+    assert "3.6 mg/dL" in MUTATORS["change_number"](base, facts, 0)  # type: ignore[operator]
     dropped = MUTATORS["drop_citation"](base, facts, 0)
     assert dropped is not None and "[F1]" not in dropped and "[F2]" in dropped
     assert MUTATORS["invent_note_fact"](base, facts.model_copy(update={"notes": []}), 0) is None

@@ -4,11 +4,12 @@ import re
 
 import pytest
 
-from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
+from safellm.explain.facts import Facts
 from safellm.guard.checker import Checker
 from safellm.guard.guard import ClinicalGuard
 from safellm.guard.policy import load_policy
 from safellm.llm.retrieval import EmbeddingSupport, HashEmbedder
+from tests.samples import sample_facts
 
 
 @pytest.fixture(scope="session")
@@ -18,45 +19,7 @@ def policy():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def facts() -> Facts:
-    def c(
-        i: int, feature: str, label: str, value: float | str | None, unit: str, shap: float
-    ) -> Contribution:
-        return Contribution(
-            id=f"F{i}",
-            feature=feature,
-            label=label,
-            value=value,
-            unit=unit,
-            shap=shap,
-            direction="raises" if shap > 0 else "lowers",
-            rank=i,
-        )
-
-    return Facts(
-        task="readmission",
-        subject_id=1,
-        hadm_id=10,
-        model="hgb",
-        model_version="v1",
-        prediction=Prediction(
-            risk=0.4213, band="high", base_value=-2.0, space="log-odds", model_output=-0.32
-        ),
-        contributions=[
-            c(1, "lab_creatinine_last", "Creatinine (last)", 2.4, "mg/dL", 0.61),
-            c(2, "age", "Age", 44.0, "years", -0.30),
-            c(3, "lab_albumin_min", "Albumin (lowest)", 2.7, "g/dL", 0.21),
-            c(4, "discharge_location", "Discharge destination", "SNF", "category", 0.12),
-        ],
-        notes=[
-            NoteEvidence(
-                id="N1",
-                note_id=5,
-                category="Nursing",
-                chart_time="2150-01-01 08:00",
-                text="Poor urine output overnight; creatinine trending up, nephrology consulted.",
-            ),
-        ],
-    )
+    return sample_facts()
 
 
 def overlap_judge(claim: str, evidence: str) -> float:

@@ -103,11 +103,15 @@ def test_rank_claims_are_checked_against_the_cited_fact(checker, facts) -> None:
         ("Creatinine (last) of 44 years [F1] is high.", "fact.number"),
         ("Age (2.4 mg/dL) lowers the risk [F2].", "fact.number"),
         # each citation of a list cites what is named just before it
-        ("The risk is driven up by Age of 44 years [F1], Creatinine (last) of 2.4 mg/dL [F2].",
-         "citation.mismatch"),
+        (
+            "The risk is driven up by Age of 44 years [F1], Creatinine (last) of 2.4 mg/dL [F2].",
+            "citation.mismatch",
+        ),
         # "X ..., which lowers the risk": the relative clause speaks of X
-        ("The largest is Creatinine (last) (2.4 mg/dL), which lowers the risk [F1].",
-         "fact.direction"),
+        (
+            "The largest is Creatinine (last) (2.4 mg/dL), which lowers the risk [F1].",
+            "fact.direction",
+        ),
         ("The risk is driven up by Age of 44 years [F2].", "fact.direction"),
     ],
 )
@@ -135,7 +139,7 @@ def test_a_verbatim_quote_of_the_cited_note_is_supported(policy, facts) -> None:
     altered = 'The notes record: "creatinine trending down, nephrology consulted" [N1].'
     assert [v.rule for v in never.check(altered, facts)] == ["note.unsupported"]
     framed = (
-        'Because the kidneys are failing and dialysis is planned, the notes record: '
+        "Because the kidneys are failing and dialysis is planned, the notes record: "
         '"creatinine trending up" [N1].'
     )
     assert [v.rule for v in never.check(framed, facts)] == ["note.unsupported"]
