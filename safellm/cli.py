@@ -596,3 +596,4 @@ if __name__ == "__main__":
 
 
 from safellm import cli_eval as _cli_eval  # noqa: E402,F401  (registers `safellm eval`)
+from safellm import cli_monitor as _cli_monitor  # noqa: E402,F401  (registers `safellm monitor`)

@@ -112,6 +112,25 @@ class Settings(BaseSettings):
         default=True,
         description="Ask the local model whether a cited note supports a sentence (note grounding).",
     )
+    drift_psi_alert: float = Field(
+        default=0.25, gt=0, description="Drift: a feature alerts at this PSI or above."
+    )
+    drift_ks_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Drift: KS p-value below this (Bonferroni over the features) alerts...",
+    )
+    drift_ks_min_stat: float = Field(
+        default=0.1, gt=0, le=1, description="... when the KS statistic is at least this."
+    )
+    drift_quality_rate_increase: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Drift: the latest window's fallback or guard-failure rate above the earlier "
+        "windows' by more than this alerts.",
+    )
     guard_policy: Path = Field(
         default=Path(__file__).resolve().parents[1] / "guardrails" / "clinical.yaml",
         description="The guard policy file.",

@@ -1,0 +1,184 @@
+"""`safellm monitor` without the command line: the task's training data as reference, a current
+batch (another built data folder: a later time window, another hospital), the model's predictions
+on both, and the guard outcomes of the audit trail over time → a drift report (JSON + HTML with
+plots). Alert when any feature, the predictions or the explanations' quality drifted."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from safellm.risk.drift import (
+    FeatureDrift,
+    QualityDrift,
+    Thresholds,
+    feature_drift,
+    prediction_drift,
+    quality_drift,
+)
+
+
+class MonitorReport(BaseModel):
+    task: str
+    created: str
+    reference: str
+    current: str
+    model: str
+    thresholds: Thresholds
+    features: list[FeatureDrift]
+    prediction: FeatureDrift
+    quality: QualityDrift
+    alerts: list[str]
+    alert: bool
+
+
+def audit_rows(path: Path, task: str) -> list[tuple[datetime, bool, bool]]:
+    """(time, passed at first draft, fallback used) of the task's answers in the audit trail."""
+    if not path.is_file():
+        return []
+    from safellm.audit import AuditLog
+
+    rows = []
+    for r in AuditLog(path).records():
+        if r.task != task:
+            continue
+        at = datetime.fromisoformat(r.at)
+        rows.append((at, r.guard_passed and r.attempts <= 1, r.fallback_used))
+    return rows
+
+
+def run_monitor(
+    *,
+    task: str,
+    reference_dir: Path,
+    current_dir: Path,
+    models_dir: Path,
+    audit_path: Path,
+    thresholds: Thresholds,
+    window: timedelta,
+    out_dir: Path,
+) -> tuple[MonitorReport, dict[str, Path]]:
+    from safellm.risk.dataset import load_task
+    from safellm.risk.registry import load_bundle
+
+    ref = load_task(reference_dir, task)
+    cur = load_task(current_dir, task)
+    explainer = load_bundle(models_dir, task).explainer()
+    p_ref = explainer.risk(explainer.attributions(ref.frame)[1])
+    p_cur = explainer.risk(explainer.attributions(cur.frame)[1])
+    features = feature_drift(ref.frame, cur.frame, ref.numeric, ref.categorical, thresholds)
+    pred = prediction_drift(p_ref, p_cur, thresholds)
+    quality = quality_drift(audit_rows(audit_path, task), window, thresholds)
+    alerts = [f"{f.feature}: {f.why}" for f in features if f.alert]
+    if pred.alert:
+        alerts.append(f"predictions: {pred.why}")
+    if quality.alert:
+        alerts.append(f"explanations: {quality.why}")
+    report = MonitorReport(
+        task=task,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        reference=str(reference_dir),
+        current=str(current_dir),
+        model=f"{explainer.model}@{explainer.version}",
+        thresholds=thresholds,
+        features=features,
+        prediction=pred,
+        quality=quality,
+        alerts=alerts,
+        alert=bool(alerts),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "drift.json", "html": out_dir / "drift.html"}
+    paths["json"].write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    shown = {f.feature for f in features[:4]}
+    samples = {f: (ref.frame[f], cur.frame[f]) for f in shown if f in ref.numeric}
+    paths["html"].write_text(render_html(report, samples, p_ref, p_cur), encoding="utf-8")
+    return report, paths
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def render_html(
+    report: MonitorReport, samples: dict[str, Any], p_ref: np.ndarray, p_cur: np.ndarray
+) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    top = report.features[:20]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1))
+    ax.barh(
+        [f.feature for f in top],
+        [f.psi for f in top],
+        color=["#c44e52" if f.alert else "#4c72b0" for f in top],
+    )
+    ax.axvline(report.thresholds.psi_alert, color="k", ls="--", lw=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("PSI (red: alert)")
+    figs.append(("PSI per feature (largest 20)", _png(fig)))
+    plt.close(fig)
+    for name, (r, c) in samples.items():
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for x, label in ((r, "reference"), (c, "current")):
+            v = np.sort(np.asarray(x, dtype=float))
+            v = v[~np.isnan(v)]
+            ax.step(v, np.arange(1, len(v) + 1) / max(len(v), 1), label=label)
+        ax.set_title(name)
+        ax.legend()
+        figs.append((f"{name}: cumulative distribution", _png(fig)))
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist([p_ref, p_cur], bins=30, density=True, label=["reference", "current"])
+    ax.legend()
+    ax.set_title("Predictions")
+    figs.append(("Prediction distribution", _png(fig)))
+    plt.close(fig)
+    if report.quality.windows:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ws = report.quality.windows
+        ax.plot([w.start[:10] for w in ws], [w.fallback_rate for w in ws], "o-", label="fallback")
+        ax.plot(
+            [w.start[:10] for w in ws], [w.failure_rate for w in ws], "s-", label="guard failed"
+        )
+        ax.set_ylim(0, 1)
+        ax.legend()
+        ax.tick_params(axis="x", rotation=45)
+        figs.append(("Explanation quality over time (audit trail)", _png(fig)))
+        plt.close(fig)
+    rows = "".join(
+        f"<tr><td>{html.escape(f.feature)}</td><td>{f.kind}</td><td>{f.psi:.3f}</td>"
+        f"<td>{'' if f.ks is None else f'{f.ks:.3f}'}</td>"
+        f"<td>{'' if f.ks_p is None else f'{f.ks_p:.1e}'}</td>"
+        f"<td>{'ALERT: ' + html.escape(f.why) if f.alert else ''}</td></tr>"
+        for f in [*report.features, report.prediction]
+    )
+    alerts = "".join(f"<li>{html.escape(a)}</li>" for a in report.alerts) or "<li>none</li>"
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
+        f"<figcaption>{html.escape(t)}</figcaption></figure>"
+        for t, b in figs
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Drift "
+        f"{html.escape(report.task)}</title><style>body{{font-family:system-ui;max-width:1100px;"
+        "margin:2em auto}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
+        "table{border-collapse:collapse}figure{display:inline-block}</style></head><body>"
+        f"<h1>Drift report: {html.escape(report.task)}</h1><p>{html.escape(report.model)}; "
+        f"reference {html.escape(report.reference)}; current {html.escape(report.current)}</p>"
+        f"<h2>Alerts</h2><ul>{alerts}</ul>{imgs}<h2>Features</h2><table><tr><th>feature</th>"
+        "<th>kind</th><th>PSI</th><th>KS</th><th>KS p</th><th></th></tr>"
+        f"{rows}</table></body></html>"
+    )
