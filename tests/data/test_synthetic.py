@@ -335,6 +335,20 @@ def test_readmission_has_signal(large: SynthSummary) -> None:
     assert snf > home + 0.03, (snf, home)
 
 
+def test_readmission_has_a_timing_signal(large: SynthSummary) -> None:
+    """Leaving hospital within 24 h of leaving the ICU raises the readmission rate: a signal in
+    the timing of events, not in any per-stay aggregate."""
+    adm = read(large.out_dir, "ADMISSIONS")
+    el = readmission_labels(adm)
+    icu = read(large.out_dir, "ICUSTAYS").groupby("hadm_id")["outtime"].max().rename("last_out")
+    el = el.merge(icu, left_on="hadm_id", right_index=True)
+    gap = (el["dischtime"] - el["last_out"]).dt.total_seconds() / 86400
+    soon, later = el[gap < 1].y.mean(), el[gap >= 2].y.mean()
+    assert (gap < 1).sum() > 100
+    # +1.2 log-odds, diluted because quick discharges are the milder stays
+    assert soon > 1.15 * later, (soon, later)
+
+
 def test_icu_mortality_has_signal(large: SynthSummary) -> None:
     adm = read(large.out_dir, "ADMISSIONS")
     icu = read(large.out_dir, "ICUSTAYS").merge(adm[["hadm_id", "hospital_expire_flag"]])

@@ -61,9 +61,12 @@ follows within 1-30 days with probability sigmoid(r),
         + 0.55 clip(ln(creatinine_end / 1.1), 0, 2) + 0.012 clip(BUN_end - 20, 0, 80)
         + 1.1 clip(creatinine rise over the last 48 h in mg/dL, 0, 2)
         + discharge location (SNF/rehab/LTC +0.45, home health +0.2, against advice +0.9,
-          hospice -1.0) + 0.22 high-risk drug classes + 0.25 ln(1 + LOS) + 0.012 (age - 65),
+          hospice -1.0) + 0.22 high-risk drug classes + 0.25 ln(1 + LOS) + 0.012 (age - 65)
+        + 1.2 [discharged from hospital within 24 h of leaving the ICU],
 with the comorbidities as coded on that admission and latent end-of-stay labs: ~12 % of eligible
-admissions. Otherwise 2 % get a planned ELECTIVE admission within 30 days, and
+admissions. The creatinine rise and the ICU-to-discharge gap are the temporal signal: they live in
+the order and timing of events, which the per-stay aggregates (last, lowest, highest) show in part
+(the rise) or not at all (the gap). Otherwise 2 % get a planned ELECTIVE admission within 30 days, and
 sigmoid(-1.95 + 0.3 z + 0.25 major comorbidities) a later one after > 30 days (EMERGENCY, ELECTIVE
 or URGENT); ~1.25 admissions per patient. Patients leaving alive may die later (PATIENTS.dod from
 the SSN source only) with a probability in age, frailty, cancer, CHF, CKD, COPD (hospice: soon).

@@ -222,7 +222,10 @@ def _admission_round(
     meds, hr_count = admission_drugs(rng, P, s, los)
     q["hep"] = meds[:, DI["HEP_DRIP"]].astype(float)
     coded = coded_conditions(rng, s)
-    p_readmit = readmission_risk(s, q, coded, disloc, hr_count, prior12, died)
+    # days from leaving the (last) ICU to leaving hospital; infinite without an ICU stay
+    last_out = np.where(T.has2, T.out2, T.out1)
+    icu_gap = np.where(s.icu, (T.disch - last_out) / DAY, np.inf)
+    p_readmit = readmission_risk(s, q, coded, disloc, hr_count, prior12, died, icu_gap)
     # --- admission location / ED times
     adm_loc = _admission_location(rng, prem, atype, prev_dis)
     ed = adm_loc == 0

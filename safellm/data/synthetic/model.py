@@ -151,8 +151,13 @@ def readmission_risk(
     hr_count: Arr,
     prior12: Arr,
     died: Arr,
+    icu_gap: Arr,
 ) -> Arr:
-    """P(30-day readmission), from this admission's facts at discharge (0 for deaths, newborns)."""
+    """P(30-day readmission), from this admission's facts at discharge (0 for deaths, newborns).
+
+    `icu_gap`: days from the last ICU discharge to the hospital discharge (inf without an ICU
+    stay). Leaving hospital within 24 h of leaving the ICU adds risk: a timing signal that no
+    aggregate of the stay shows, only the sequence of events does."""
     los, age = q["los"], s.age
     tend = los
     t48 = np.maximum(los - 2.0, 0.0)
@@ -166,5 +171,5 @@ def readmission_risk(
          + 0.55 * np.clip(np.log(cr_end / 1.1), 0.0, 2.0)
          + 0.012 * np.clip(bun_end - 20.0, 0.0, 80.0) + 1.1 * np.clip(cr_rise, 0.0, 2.0)
          + _DIS_READMIT[disloc] + 0.22 * hr_count + 0.25 * np.log1p(los)
-         + 0.012 * (age - 65.0))  # fmt: skip
+         + 0.012 * (age - 65.0) + 1.2 * (icu_gap < 1.0))  # fmt: skip
     return np.where(s.adult & ~died, sig(r), 0.0)
