@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from safellm.data import mimic
 from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
+from safellm.data.events import export_events
 from safellm.data.features import (
     aggregate_labs,
     assemble,
@@ -49,7 +50,12 @@ class BuildResult(BaseModel):
 def build_steps() -> list[str]:
     """Names of the progress steps, in order (for a progress bar's total)."""
     staged = [n for n, spec in mimic.TABLES.items() if spec.staged]
-    return [f"stage {n}" for n in staged] + [f"features {t}" for t in TASKS] + ["notes"]
+    return (
+        [f"stage {n}" for n in staged]
+        + [f"features {t}" for t in TASKS]
+        + [f"events {t}" for t in TASKS]
+        + ["notes"]
+    )
 
 
 def _source_fingerprint(folder: mimic.MimicFolder) -> str:
@@ -104,12 +110,14 @@ def build_dataset(
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
     notes: bool = True,
+    events: bool = True,
     scratch: Path | None = None,
     inflate_above: int = mimic.INFLATE_ABOVE_BYTES,
 ) -> BuildResult:
     """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`.
 
-    `notes=False` skips the notes export (the benchmark compares cohorts + features only).
+    `notes=False` and `events=False` skip the notes and event-sequence exports (the benchmark
+    compares cohorts + features only).
     Gzipped tables over `inflate_above` bytes are inflated before reading, into `scratch` (by
     default: shared memory when it has room, else the output's spill folder)."""
     started = time.perf_counter()
@@ -154,6 +162,15 @@ def build_dataset(
                 report[task] = cohort_report(con, task)
                 features[task] = [f.name for f in kept]
                 step(f"features {task}")
+            for task in TASKS:
+                if events:
+                    export_events(
+                        con,
+                        cohorts[task],
+                        tmp / f"events_{task}.parquet",
+                        at_discharge=task == "readmission",
+                    )
+                step(f"events {task}")
         finally:
             con.close()
         shutil.rmtree(spill, ignore_errors=True)
