@@ -212,10 +212,23 @@ def train(
     ] = None,
     n_boot: Annotated[int, typer.Option("--n-boot", min=20, help="Bootstrap replicates.")] = 200,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Skip MLflow logging.")] = False,
+    temporal: Annotated[
+        bool,
+        typer.Option(
+            "--temporal",
+            help="Train the temporal model (event sequences; readmission, icu_mortality) "
+            "instead of the tabular ones, and compare it with them.",
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate (CIs), fairness, imbalance analysis, plots, model card, bundle, MLflow."""
     settings = _settings()
     try:
+        if temporal:
+            from safellm.cli_temporal import print_temporal, train_temporal_tasks
+
+            print_temporal(train_temporal_tasks(settings, task, data, out_dir, n_boot))
+            return
         summaries = train_tasks(settings, task, data, out_dir, n_boot, not no_mlflow)
     except SafeLLMError as exc:
         raise _fail(exc) from exc
@@ -326,12 +339,26 @@ def explain_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Explanation as JSON.")] = False,
+    risk_model: Annotated[
+        str | None,
+        typer.Option(
+            "--risk-model",
+            help="tabular (SHAP) or temporal (event sequences, integrated gradients) "
+            "[default: $SAFELLM_RISK_MODEL, else tabular].",
+        ),
+    ] = None,
 ) -> None:
     """Explain one patient's prediction: Facts, note evidence and a cited rationale."""
     from safellm.risk.dataset import check_task
     from safellm.service import ExplanationService
 
     settings = _settings()
+    if risk_model is not None:
+        if risk_model not in ("tabular", "temporal"):
+            raise _fail(
+                UserInputError(f"--risk-model must be tabular or temporal, not {risk_model!r}")
+            )
+        settings = settings.model_copy(update={"risk_model": risk_model})
     try:
         check_task(task)
         service = ExplanationService(settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     prompts_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "prompts",
         description="Folder of prompt files (one YAML per prompt and version).",
+    )
+    risk_model: Literal["tabular", "temporal"] = Field(
+        default="tabular",
+        description="Which risk model predicts and is explained: the task's tabular bundle "
+        "(SHAP) or its temporal model (event sequences, integrated gradients; classification "
+        "tasks, trained with `safellm train --temporal`).",
     )
     explain_top_facts: int = Field(
         default=6, ge=1, le=30, description="Contributions shown to the LLM."

@@ -58,12 +58,25 @@ class ExplanationService:
             return self._tasks[task]
 
     def explainer(self, task: str) -> Any:
-        from safellm.risk.registry import load_bundle
-
+        """The task's explainer for `settings.risk_model`: tabular (SHAP) or temporal (IG)."""
         with self._lock:
             if task not in self._explainers:
-                bundle = load_bundle(self.settings.models_dir, task)
-                self._explainers[task] = bundle.explainer()
+                if self.settings.risk_model == "temporal":
+                    from safellm.data.events import load_events
+                    from safellm.risk.temporal_registry import load_temporal
+
+                    if task == "los":
+                        raise UserInputError(
+                            "the temporal model predicts readmission and icu_mortality, not los; "
+                            "use SAFELLM_RISK_MODEL=tabular for length of stay"
+                        )
+                    bundle = load_temporal(self.settings.models_dir, task)
+                    events = load_events(self.settings.data_dir, task)
+                    self._explainers[task] = bundle.explainer(events)
+                else:
+                    from safellm.risk.registry import load_bundle
+
+                    self._explainers[task] = load_bundle(self.settings.models_dir, task).explainer()
             return self._explainers[task]
 
     def model(self, name: str | None = None) -> ChatModel:
@@ -167,8 +180,7 @@ class ExplanationService:
             if key not in self._tasks:
                 td = self.task_data(task)
                 ex = self.explainer(task)
-                _, output = ex.attributions(td.frame)
-                risk = ex.risk(output)
+                risk = ex.risk(ex.outputs(td.frame))
                 frame = td.frame[["subject_id", "hadm_id", "icustay_id"]].copy()
                 frame["risk"] = risk
                 frame["band"] = [band_for(float(r), ex.bands) for r in risk]
@@ -178,7 +190,16 @@ class ExplanationService:
     def available_tasks(self) -> list[str]:
         """Tasks with built data and a trained model."""
         from safellm.data.cohorts import TASKS
+        from safellm.data.events import events_file
+        from safellm.risk.temporal_registry import task_dir
 
+        if self.settings.risk_model == "temporal":
+            return [
+                t
+                for t in TASKS
+                if events_file(self.settings.data_dir, t).is_file()
+                and (task_dir(self.settings.models_dir, t) / "LATEST").is_file()
+            ]
         return [
             t
             for t in TASKS
@@ -189,7 +210,7 @@ class ExplanationService:
     def highest_risk(self, task: str) -> pd.Series:
         """The unit with the highest predicted risk (or longest predicted stay)."""
         td = self.task_data(task)
-        _, output = self.explainer(task).attributions(td.frame)
+        output = self.explainer(task).outputs(td.frame)
         return td.frame.iloc[int(np.argmax(output))]
 
     # -------------------------------------------------------------------------------- explain

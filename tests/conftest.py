@@ -108,3 +108,13 @@ def demo_home(demo_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # 
     for task in ("readmission", "icu_mortality", "los"):
         train_and_register(task, home / "data", home, n_boot=20, log_mlflow=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def demo_temporal_home(demo_home: Path) -> Path:
+    """`demo_home` with the temporal model of both classification tasks trained too (once)."""
+    from safellm.risk.temporal_workflow import train_temporal_and_register
+
+    for task in ("readmission", "icu_mortality"):
+        train_temporal_and_register(task, demo_home / "data", demo_home, n_boot=20)
+    return demo_home

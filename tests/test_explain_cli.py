@@ -92,3 +92,40 @@ def test_remote_model_without_network_is_a_clear_error(
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "provider openai" in flat and "cannot reach the provider" in flat
     assert "Traceback" not in res.output
+
+
+def test_explain_with_the_temporal_model(demo_temporal_home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SAFELLM_HOME", str(demo_temporal_home))
+    hadm = _hadm(demo_temporal_home)
+    args = ["--task", "readmission", "--hadm-id", str(hadm), "--model", "fake", "--json"]
+    res = _run(*args, "--risk-model", "temporal")
+    assert res.exit_code == 0, res.output
+    exp = json.loads(res.stdout)
+    assert exp["versions"]["risk_model"].startswith("temporal@readmission-temporal-")
+    assert exp["guard"]["passed"] or exp["guard"]["fallback_used"]
+    labels = [c["label"] for c in exp["facts"]["contributions"]]
+    assert labels and all("," in lab or lab.startswith(("Age", "Discharge")) for lab in labels)
+    # the tabular model stays the default
+    tab = json.loads(_run(*args).stdout)
+    assert tab["versions"]["risk_model"].startswith("logreg@") or tab["versions"][
+        "risk_model"
+    ].startswith("hgb@")
+    bad = _run(*args, "--risk-model", "lstm")
+    assert bad.exit_code == 2 and "tabular or temporal" in bad.output
+    los = _run("--task", "los", "--hadm-id", str(_hadm(demo_temporal_home, "los")),
+               "--model", "fake", "--risk-model", "temporal")  # fmt: skip
+    assert los.exit_code == 2 and "not los" in los.output
+
+
+def test_train_temporal_refuses_los_and_needs_events(tmp_path: Path, demo_build) -> None:  # type: ignore[no-untyped-def]
+    res = CliRunner().invoke(app, ["train", "--task", "los", "--temporal"])
+    assert res.exit_code == 2 and "not los" in res.output
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_build.out_dir, data)
+    (data / "events_readmission.parquet").unlink()  # a data folder built by an older version
+    res = CliRunner().invoke(
+        app, ["train", "--task", "readmission", "--temporal", "--data", str(data)]
+    )
+    assert res.exit_code == 2 and "rebuild the data" in res.output

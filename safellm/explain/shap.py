@@ -110,6 +110,10 @@ class FactsExplainer:
         contrib = sv @ self.group
         return contrib, self.base_value + contrib.sum(axis=1)
 
+    def outputs(self, X: pd.DataFrame) -> np.ndarray:
+        """The model output (n,) in `space` of every row of X."""
+        return self.attributions(X)[1]
+
     def global_view(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """For plots over many units: contributions, the matching raw values (NaN for categories)
         and clinical labels — all three in this explainer's feature order."""

@@ -123,3 +123,26 @@ def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
         fontsize=10,
     )
     return save_figure(fig, path)
+
+
+def metric_intervals(
+    rows: dict[str, dict[str, tuple[float, float, float]]], path: Path, title: str
+) -> Path:
+    """One panel per metric: each model's point estimate with its 95 % CI (a forest plot).
+    rows: model -> metric -> (point, lo, hi)."""
+    metrics = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 0.6 * len(rows) + 1.6))
+    axes = np.atleast_1d(axes)
+    names = list(rows)
+    for ax, metric in zip(axes, metrics, strict=True):
+        for i, name in enumerate(names):
+            point, lo, hi = rows[name][metric]
+            ax.errorbar(
+                point, i, xerr=[[point - lo], [hi - point]], fmt="o", capsize=4, color=f"C{i}"
+            )
+        ax.set_yticks(range(len(names)), names)
+        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.set_xlabel(f"{metric} (95 % CI)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
+    return save_figure(fig, path)

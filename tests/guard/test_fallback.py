@@ -1,5 +1,5 @@
 """The grounded fallback passes every check for every unit of the demo and of a 1,000-patient
-synthetic hospital."""
+synthetic hospital, with the Facts of the tabular models and of the temporal model."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from safellm.guard.fallback import fallback_answer
 from safellm.service import ExplanationService
 
 
-def _all_pass(home: Path, tasks: tuple[str, ...], guard) -> int:  # type: ignore[no-untyped-def]
-    service = ExplanationService(Settings(home=home, explain_notes=0))
+def _all_pass(home: Path, tasks: tuple[str, ...], guard, risk_model: str = "tabular") -> int:  # type: ignore[no-untyped-def]
+    service = ExplanationService(Settings(home=home, explain_notes=0, risk_model=risk_model))
     n = 0
     for task in tasks:
         td = service.task_data(task)
@@ -52,3 +52,26 @@ def test_fallback_passes_for_every_synthetic_admission(
     for task in ("readmission", "los"):
         train_and_register(task, home / "data", home, n_boot=20, log_mlflow=False)
     assert _all_pass(home, ("readmission", "los"), guard) > 1500
+
+
+@pytest.mark.slow
+def test_temporal_facts_pass_for_every_demo_unit(demo_temporal_home: Path, guard) -> None:  # type: ignore[no-untyped-def]
+    """Event-level Facts (labels like "Creatinine high, last 24 h") rendered by the fallback
+    template: no violation for any unit of either classification task."""
+    n = _all_pass(demo_temporal_home, ("readmission", "icu_mortality"), guard, "temporal")
+    assert n == 89 + 114
+
+
+@pytest.mark.slow
+def test_temporal_facts_pass_for_every_synthetic_admission(
+    tmp_path_factory: pytest.TempPathFactory, guard
+) -> None:  # type: ignore[no-untyped-def]
+    from safellm.data.build import build_dataset
+    from safellm.data.synthetic import synthesize
+    from safellm.risk.temporal_workflow import train_temporal_and_register
+
+    home = tmp_path_factory.mktemp("syn600t")
+    synthesize(home / "hospital", 600, 3)
+    build_dataset(home / "hospital", home / "data", notes=False)
+    train_temporal_and_register("readmission", home / "data", home, n_boot=20)
+    assert _all_pass(home, ("readmission",), guard, "temporal") > 600
