@@ -334,7 +334,8 @@ class Checker:
         self, s: Sentence, body: str, facts: Facts, mentions: list[Mention], note_text: str
     ) -> list[Violation]:
         """A value written right after a feature ("Creatinine (last) of 11.1 mg/dL", "Age (85
-        years)") must be that feature's value, not another fact's."""
+        years)") must be that feature's value, not another fact's: the fact of that exact label,
+        else the one the next citation names, else any fact of the feature."""
         out = []
         known = self._fact_numbers(facts) + self._risk_numbers(facts, False)
         for m in mentions:
@@ -345,6 +346,7 @@ class Checker:
             token = raw.replace("−", "-").lower()
             key = " ".join(m.text.lower().split())
             cands = [c for c in facts.contributions if " ".join(c.label.lower().split()) == key]
+            cands = cands or self._cited_after(s, m, b.end(), facts)
             cands = cands or [c for c in facts.contributions if concept_of(c.feature) in m.concepts]
             if not cands or (note_text and token in note_text):
                 continue
@@ -366,6 +368,19 @@ class Checker:
                 )
             )
         return out
+
+    @staticmethod
+    def _cited_after(s: Sentence, m: Mention, after: int, facts: Facts) -> list[Contribution]:
+        """The facts of `m`'s concept cited by the first citation after position `after` ("Sodium
+        of 139 [F1]": F1, when F1 is a sodium fact; several facts may share a concept, such as
+        the same lab at two times)."""
+        g = next((g for g in CITATION.finditer(s.text) if g.start() >= after), None)
+        if g is None:
+            return []
+        ids = set(re.split(r"\s*[,;]\s*", g.group(1)))
+        return [
+            c for c in facts.contributions if c.id in ids and concept_of(c.feature) in m.concepts
+        ]
 
     def _directions(
         self,

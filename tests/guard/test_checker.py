@@ -143,3 +143,31 @@ def test_a_verbatim_quote_of_the_cited_note_is_supported(policy, facts) -> None:
         '"creatinine trending up" [N1].'
     )
     assert [v.rule for v in never.check(framed, facts)] == ["note.unsupported"]
+
+
+def test_a_value_is_checked_against_the_cited_fact_of_a_shared_concept(checker) -> None:  # type: ignore[no-untyped-def]
+    """Temporal Facts can hold the same lab twice (two windows): the value written after it must
+    be the cited fact's, not the other one's."""
+    from safellm.explain.facts import Contribution
+    from tests.samples import sample_facts
+
+    base = sample_facts()
+
+    def sodium(i: int, when: str, value: float, shap: float) -> Contribution:
+        return Contribution(
+            id=f"F{i}", feature="lab_sodium", label=f"Sodium normal, {when}", value=value,
+            unit="mEq/L", shap=shap, direction="lowers", rank=i,
+        )  # fmt: skip
+
+    facts = base.model_copy(
+        update={
+            "contributions": [
+                sodium(1, "earlier this stay", 136.0, -0.4),
+                sodium(2, "last 24 h", 139.0, -0.2),
+            ]
+        }
+    )
+    assert checker.check("Sodium of 136 mEq/L lowers the risk [F1].", facts) == []
+    assert checker.check("Sodium of 139 mEq/L lowers the risk [F2].", facts) == []
+    wrong = checker.check("Sodium of 139 mEq/L lowers the risk [F1].", facts)
+    assert [v.rule for v in wrong] == ["fact.number"] and "136" in wrong[0].detail
