@@ -9,8 +9,8 @@ resident set size (the kernel's max RSS of the process and its reaped children, 
 reports it, together with the peak of the whole process tree's RSS sampled every 0.1 s, and the
 peak of what the step keeps in /dev/shm, where the build inflates LABEVENTS: that is memory too,
 and the memory target counts it). The build
-runs twice: as users run it (with the notes export) and without notes, which is exactly the pandas
-reference's work (cohorts + features) and gives the ratio. Checks that
+runs twice: as users run it (with the notes and event-sequence exports) and without them, which is
+exactly the pandas reference's work (cohorts + features) and gives the ratio. Checks that
 the DuckDB build and the pandas reference give the same cohort report (and the same tables), prints
 a table with the pandas/DuckDB ratios and the targets (build peak memory < 4 GiB; build >= 5x faster
 than pandas), and writes the figures to `<workdir>/etl_bench.json`.
@@ -181,11 +181,12 @@ def synth(workdir: Path, patients: int, seed: int) -> tuple[Path, Run]:
 
 
 def build(workdir: Path, hospital: Path, patients: int, notes: bool = True) -> tuple[Path, Run]:
-    """`safellm data build`; without notes it does exactly the pandas reference's work."""
+    """`safellm data build`; without notes (and event sequences) it does exactly the pandas
+    reference's work."""
     step = "build" if notes else "build -notes"
     out = workdir / f"build-n{patients}" if notes else workdir / f"build-nonotes-n{patients}"
     cmd = [*_safellm(), "data", "build", "--mimic-dir", str(hospital), "--out", str(out), "--json"]
-    cmd += [] if notes else ["--no-notes"]
+    cmd += [] if notes else ["--no-notes", "--no-events"]
     log = workdir / "logs" / f"{out.name}.log"
     return out, measure(step, patients, cmd, log, env=_env(workdir))
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[{n:,} patients] synth ...", flush=True)
         hospital, s = synth(workdir, n, args.seed)
         print(f"  synth: {s.status}, {_fmt(s.wall_s)} s, {_fmt(s.peak_rss_mib, 0)} MiB", flush=True)
-        print(f"[{n:,} patients] build (DuckDB, with the notes export) ...", flush=True)
+        print(f"[{n:,} patients] build (DuckDB, with notes and events) ...", flush=True)
         _, full = build(workdir, hospital, n)
         print(f"  build: {full.status}, {_fmt(full.wall_s)} s, {_fmt(full.peak_rss_mib, 0)} MiB")
         print(f"[{n:,} patients] build (DuckDB, cohorts + features only) ...", flush=True)

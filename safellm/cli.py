@@ -108,7 +108,11 @@ def synthesize_hospital(settings: Settings, patients: int, out_dir: Path | None,
 
 
 def build_data(
-    settings: Settings, source: Path, out_dir: Path | None, notes: bool = True
+    settings: Settings,
+    source: Path,
+    out_dir: Path | None,
+    notes: bool = True,
+    events: bool = True,
 ) -> dict[str, Any]:
     """Build cohorts + features (with a progress bar); return the cohort report."""
     from safellm.data.build import build_dataset, build_steps
@@ -122,6 +126,7 @@ def build_data(
             threads=settings.duckdb_threads,
             progress=advance,
             notes=notes,
+            events=events,
         )
     console.print(f"[green]wrote[/] {result.out_dir} in {result.seconds:.1f} s")
     if result.skipped_tables:
@@ -178,8 +183,10 @@ def data_build(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --synthetic.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    no_notes: Annotated[
-        bool, typer.Option("--no-notes", help="Skip the notes export (cohorts + features only).")
+    no_notes: Annotated[bool, typer.Option("--no-notes", help="Skip the notes export.")] = False,
+    no_events: Annotated[
+        bool,
+        typer.Option("--no-events", help="Skip the event sequences (the temporal model's input)."),
     ] = False,
 ) -> None:
     """Build cohort and feature tables (Parquet) and cohort_report.json."""
@@ -192,7 +199,7 @@ def data_build(
         else:
             assert mimic_dir is not None
             source = mimic_dir
-        report = build_data(settings, source, out_dir, notes=not no_notes)
+        report = build_data(settings, source, out_dir, notes=not no_notes, events=not no_events)
     except SafeLLMError as exc:
         raise _fail(exc) from exc
     if as_json:
