@@ -6,8 +6,10 @@ accepts exactly what `safellm explain --json` and `POST /v1/explain` return.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, Field
 
 Space = Literal["log-odds", "probability", "days", "log-days"]
@@ -63,6 +65,66 @@ class Facts(BaseModel):
             if n.id == cid:
                 return n
         return None
+
+
+# (feature, label, value, unit, contribution) of one explained input, before ranking
+Part = tuple[str, str, float | str | None, str, float]
+
+
+def ranked(parts: Iterable[Part]) -> list[Contribution]:
+    """Contributions, largest |contribution| first (ties keep their order), zeros dropped, with
+    ids F1, F2, ... and ranks."""
+    items: list[Contribution] = []
+    for feature, label, value, unit, s in sorted(parts, key=lambda p: -abs(p[4])):
+        if s == 0.0:
+            continue
+        k = len(items) + 1
+        items.append(
+            Contribution(
+                id=f"F{k}",
+                feature=feature,
+                label=label,
+                value=value,
+                unit=unit,
+                shap=s,
+                direction="raises" if s > 0 else "lowers",
+                rank=k,
+            )
+        )
+    return items
+
+
+def unit_facts(
+    row: Mapping[str, Any],
+    *,
+    task: str,
+    model: str,
+    version: str,
+    risk: float,
+    bands: tuple[float, float],
+    base_value: float,
+    space: Space,
+    model_output: float,
+    contributions: list[Contribution],
+) -> Facts:
+    """Facts for the unit of `row` (a row of a built task table, keys included)."""
+    icu = row.get("icustay_id")
+    return Facts(
+        task=task,
+        subject_id=int(row["subject_id"]),
+        hadm_id=int(row["hadm_id"]),
+        icustay_id=None if icu is None or pd.isna(icu) else int(icu),
+        model=model,
+        model_version=version,
+        prediction=Prediction(
+            risk=risk,
+            band=band_for(risk, bands),
+            base_value=base_value,
+            space=space,
+            model_output=model_output,
+        ),
+        contributions=contributions,
+    )
 
 
 def band_for(risk: float, thresholds: tuple[float, float]) -> Band:

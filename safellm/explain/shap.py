@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from safellm.data.catalogue import FEATURES
-from safellm.explain.facts import Contribution, Facts, Prediction, Space, band_for
+from safellm.explain.facts import Facts, Space, ranked, unit_facts
 from safellm.risk.dataset import TaskData
 from safellm.risk.pipelines import column_sources, is_tree
 
@@ -136,45 +136,22 @@ class FactsExplainer:
         frame = row.to_frame().T if isinstance(row, pd.Series) else row
         contrib, output = self.attributions(frame)
         r = frame.iloc[0]
-        shap_row = contrib[0]
-        order = np.argsort(-np.abs(shap_row), kind="stable")
-        items: list[Contribution] = []
-        for i in order:
-            s = float(shap_row[i])
-            if s == 0.0:
-                continue
-            name = self.features[i]
-            feat = FEATURES[name]
-            items.append(
-                Contribution(
-                    id=f"F{len(items) + 1}",
-                    feature=name,
-                    label=feat.label,
-                    value=_raw(r[name]),
-                    unit=feat.unit,
-                    shap=s,
-                    direction="raises" if s > 0 else "lowers",
-                    rank=len(items) + 1,
-                )
-            )
+        parts = [
+            (n, FEATURES[n].label, _raw(r[n]), FEATURES[n].unit, float(s))
+            for n, s in zip(self.features, contrib[0], strict=True)
+        ]
         out = float(output[0])
-        risk = float(self.risk(np.array([out]))[0])
-        icu = r.get("icustay_id")
-        return Facts(
+        return unit_facts(
+            r,
             task=self.task,
-            subject_id=int(r["subject_id"]),
-            hadm_id=int(r["hadm_id"]),
-            icustay_id=None if icu is None or pd.isna(icu) else int(icu),
             model=self.model,
-            model_version=self.version,
-            prediction=Prediction(
-                risk=risk,
-                band=band_for(risk, self.bands),
-                base_value=self.base_value,
-                space=self.space,
-                model_output=out,
-            ),
-            contributions=items,
+            version=self.version,
+            risk=float(self.risk(np.array([out]))[0]),
+            bands=self.bands,
+            base_value=self.base_value,
+            space=self.space,
+            model_output=out,
+            contributions=ranked(parts),
         )
 
 

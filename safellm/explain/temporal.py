@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from safellm.explain.facts import Contribution, Facts, Prediction, Space, band_for
+from safellm.explain.facts import Facts, Part, Space, ranked, unit_facts
 from safellm.risk.sequences import describe, encode, event_tokens, window
 from safellm.risk.temporal import attribute, predict_logits
 
@@ -27,7 +27,6 @@ class TemporalExplainer:
     """Turns rows of a task table (keys included) and their events into predictions and Facts."""
 
     space: Space = "log-odds"
-    kind = "classification"
 
     def __init__(self, bundle: TemporalBundle, events: pd.DataFrame) -> None:
         self.bundle = bundle
@@ -66,7 +65,7 @@ class TemporalExplainer:
         unit = int(r["unit_id"])
         ev = self._events_of(unit)
         enc = encode(ev, np.array([unit]), self.vocab, self.cfg.max_steps, self.cfg.max_events)
-        attr, base, value = attribute(self.net, enc, self.cfg.ig_steps)
+        attr, base, value_out = attribute(self.net, enc, self.cfg.ig_steps)
         stay_hours = (
             pd.Timestamp(r["prediction_time"]) - pd.Timestamp(r["admittime"])
         ).total_seconds() / 3600.0
@@ -80,43 +79,23 @@ class TemporalExplainer:
             g["attr"] += float(attr[step, slot])
             if hours < g["hours"]:
                 g["hours"], g["row"] = hours, i
-        ranked = sorted(groups.items(), key=lambda kv: -abs(kv[1]["attr"]))
-        items: list[Contribution] = []
-        for (token, when), g in ranked:
-            s = float(g["attr"])
-            if s == 0.0:
-                continue
+        parts: list[Part] = []
+        for (token, when), g in groups.items():
             readable = describe(token, when)
-            items.append(
-                Contribution(
-                    id=f"F{len(items) + 1}",
-                    feature=readable.feature,
-                    label=readable.label,
-                    value=_value(token, ev.loc[g["row"]]),
-                    unit=readable.unit,
-                    shap=s,
-                    direction="raises" if s > 0 else "lowers",
-                    rank=len(items) + 1,
-                )
-            )
-        out = value + self.offset
-        risk = float(self.risk(np.array([out]))[0])
-        icu = r.get("icustay_id")
-        return Facts(
+            value = _value(token, ev.loc[g["row"]])
+            parts.append((readable.feature, readable.label, value, readable.unit, float(g["attr"])))
+        out = value_out + self.offset
+        return unit_facts(
+            r,
             task=self.task,
-            subject_id=int(r["subject_id"]),
-            hadm_id=int(r["hadm_id"]),
-            icustay_id=None if icu is None or pd.isna(icu) else int(icu),
             model=self.model,
-            model_version=self.version,
-            prediction=Prediction(
-                risk=risk,
-                band=band_for(risk, self.bands),
-                base_value=base + self.offset,
-                space=self.space,
-                model_output=out,
-            ),
-            contributions=items,
+            version=self.version,
+            risk=float(self.risk(np.array([out]))[0]),
+            bands=self.bands,
+            base_value=base + self.offset,
+            space=self.space,
+            model_output=out,
+            contributions=ranked(parts),
         )
 
 
