@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,29 +115,49 @@ def save_bundle(
     extra: dict[str, Path] | None = None,
 ) -> Path:
     """Write the bundle to a temporary folder, rename it into place, then move LATEST."""
-    task_dir = Path(models_dir) / meta.task
-    task_dir.mkdir(parents=True, exist_ok=True)
-    final = task_dir / meta.version
-    with staged_dir(final) as tmp:
+
+    def write(tmp: Path) -> None:
         joblib.dump({"pipelines": pipelines, "background": background}, tmp / BUNDLE_FILE)
         (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
+
+    return write_version(Path(models_dir) / meta.task, meta.version, write, extra)
+
+
+def write_version(
+    task_dir: Path,
+    version: str,
+    write: Callable[[Path], None],
+    extra: dict[str, Path] | None = None,
+) -> Path:
+    """A bundle folder `task_dir/version`: `write` fills a temporary folder, the `extra` files
+    are copied in, the folder is renamed into place, then LATEST names it."""
+    task_dir.mkdir(parents=True, exist_ok=True)
+    final = task_dir / version
+    with staged_dir(final) as tmp:
+        write(tmp)
         for name, src in (extra or {}).items():
             shutil.copy(src, tmp / name)
-    atomic_write_text(task_dir / "LATEST", meta.version + "\n")
+    atomic_write_text(task_dir / "LATEST", version + "\n")
     return final
 
 
-def load_bundle(models_dir: Path, task: str, version: str | None = None) -> Bundle:
-    task_dir = Path(models_dir) / task
+def version_dir(task_dir: Path, version: str | None, missing: str) -> Path:
+    """The folder of `version`, or of the version LATEST names (`missing`: the error when there
+    is none)."""
     if version is None:
         latest = task_dir / "LATEST"
         if not latest.exists():
-            raise ArtifactError(
-                f"no trained model for task {task!r} under {models_dir}: run `safellm train "
-                f"--task {task}`"
-            )
+            raise ArtifactError(missing)
         version = latest.read_text().strip()
-    path = task_dir / version
+    return task_dir / version
+
+
+def load_bundle(models_dir: Path, task: str, version: str | None = None) -> Bundle:
+    path = version_dir(
+        Path(models_dir) / task,
+        version,
+        f"no trained model for task {task!r} under {models_dir}: run `safellm train --task {task}`",
+    )
     if not (path / META_FILE).exists():
         raise ArtifactError(f"model bundle {path} not found or incomplete")
     meta = BundleMeta.model_validate(json.loads((path / META_FILE).read_text()))

@@ -7,16 +7,16 @@ run's reports. `LATEST` names the newest version."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from safellm.errors import ArtifactError
-from safellm.fsutil import atomic_write_text, staged_dir
+from safellm.errors import ArtifactError, UserInputError
+from safellm.risk.dataset import check_task
 from safellm.risk.evaluate import Estimate
+from safellm.risk.registry import META_FILE, version_dir, write_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +26,18 @@ if TYPE_CHECKING:
     from safellm.risk.temporal import TemporalConfig, TimeAwareGRU
 
 MODEL_FILE = "model.pt"
-META_FILE = "bundle.json"
 MODEL_NAME = "temporal"
+TEMPORAL_TASKS = ("readmission", "icu_mortality")
+
+
+def check_temporal(task: str) -> str:
+    """`task`, if the temporal model predicts it (the classification tasks)."""
+    if check_task(task) not in TEMPORAL_TASKS:
+        raise UserInputError(
+            f"the temporal model predicts {' and '.join(TEMPORAL_TASKS)}, not {task}; "
+            f"use the tabular models for it (SAFELLM_RISK_MODEL=tabular)"
+        )
+    return task
 
 
 class TemporalMeta(BaseModel):
@@ -82,19 +92,14 @@ def save_temporal(
 ) -> Path:
     import torch
 
-    folder = task_dir(models_dir, meta.task)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / meta.version
-    with staged_dir(final) as tmp:
+    def write(tmp: Path) -> None:
         torch.save(
             {"state": net.state_dict(), "vocab": vocab.to_dict(), "config": meta.config},
             tmp / MODEL_FILE,
         )
         (tmp / META_FILE).write_text(meta.model_dump_json(indent=2))
-        for name, src in (extra or {}).items():
-            shutil.copy(src, tmp / name)
-    atomic_write_text(folder / "LATEST", meta.version + "\n")
-    return final
+
+    return write_version(task_dir(models_dir, meta.task), meta.version, write, extra)
 
 
 def load_temporal(models_dir: Path, task: str, version: str | None = None) -> TemporalBundle:
@@ -103,16 +108,12 @@ def load_temporal(models_dir: Path, task: str, version: str | None = None) -> Te
     from safellm.risk.sequences import Vocab
     from safellm.risk.temporal import TemporalConfig, TimeAwareGRU
 
-    folder = task_dir(models_dir, task)
-    if version is None:
-        latest = folder / "LATEST"
-        if not latest.exists():
-            raise ArtifactError(
-                f"no temporal model for task {task!r} under {models_dir}: run `safellm train "
-                f"--task {task} --temporal`"
-            )
-        version = latest.read_text().strip()
-    path = folder / version
+    path = version_dir(
+        task_dir(models_dir, task),
+        version,
+        f"no temporal model for task {task!r} under {models_dir}: run `safellm train "
+        f"--task {task} --temporal`",
+    )
     if not (path / META_FILE).exists() or not (path / MODEL_FILE).exists():
         raise ArtifactError(f"temporal model bundle {path} not found or incomplete")
     meta = TemporalMeta.model_validate(json.loads((path / META_FILE).read_text()))
