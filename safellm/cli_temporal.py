@@ -10,9 +10,8 @@ from rich.table import Table
 
 from safellm.cli import _progress, out
 from safellm.config import Settings
-from safellm.errors import UserInputError
+from safellm.risk.temporal_registry import TEMPORAL_TASKS, check_temporal
 
-TEMPORAL_TASKS = ("readmission", "icu_mortality")
 SHOWN = ("auroc", "auprc", "brier", "calibration_slope")
 
 
@@ -23,17 +22,9 @@ def train_temporal_tasks(
     out_dir: Path | None,
     n_boot: int = 200,
 ) -> list[Any]:
-    from safellm.risk.dataset import check_task
     from safellm.risk.temporal_workflow import temporal_steps, train_temporal_and_register
 
-    if task == "all":
-        tasks = list(TEMPORAL_TASKS)
-    elif check_task(task) in TEMPORAL_TASKS:
-        tasks = [task]
-    else:
-        raise UserInputError(
-            f"the temporal model predicts {' and '.join(TEMPORAL_TASKS)}, not {task}"
-        )
+    tasks = list(TEMPORAL_TASKS) if task == "all" else [check_temporal(task)]
     home = out_dir or settings.home
     data_dir = data or settings.data_dir
     summaries = []

@@ -63,14 +63,9 @@ class ExplanationService:
             if task not in self._explainers:
                 if self.settings.risk_model == "temporal":
                     from safellm.data.events import load_events
-                    from safellm.risk.temporal_registry import load_temporal
+                    from safellm.risk.temporal_registry import check_temporal, load_temporal
 
-                    if task == "los":
-                        raise UserInputError(
-                            "the temporal model predicts readmission and icu_mortality, not los; "
-                            "use SAFELLM_RISK_MODEL=tabular for length of stay"
-                        )
-                    bundle = load_temporal(self.settings.models_dir, task)
+                    bundle = load_temporal(self.settings.models_dir, check_temporal(task))
                     events = load_events(self.settings.data_dir, task)
                     self._explainers[task] = bundle.explainer(events)
                 else:
@@ -193,25 +188,18 @@ class ExplanationService:
         from safellm.data.events import events_file
         from safellm.risk.temporal_registry import task_dir
 
-        if self.settings.risk_model == "temporal":
-            return [
-                t
-                for t in TASKS
-                if events_file(self.settings.data_dir, t).is_file()
-                and (task_dir(self.settings.models_dir, t) / "LATEST").is_file()
-            ]
+        temporal = self.settings.risk_model == "temporal"
+        data, models = self.settings.data_dir, self.settings.models_dir
         return [
             t
             for t in TASKS
-            if (self.settings.data_dir / f"{t}.parquet").is_file()
-            and (self.settings.models_dir / t / "LATEST").is_file()
+            if (events_file(data, t) if temporal else data / f"{t}.parquet").is_file()
+            and ((task_dir(models, t) if temporal else models / t) / "LATEST").is_file()
         ]
 
     def highest_risk(self, task: str) -> pd.Series:
         """The unit with the highest predicted risk (or longest predicted stay)."""
-        td = self.task_data(task)
-        output = self.explainer(task).outputs(td.frame)
-        return td.frame.iloc[int(np.argmax(output))]
+        return self.task_data(task).frame.loc[self.risks(task).index[0]]
 
     # -------------------------------------------------------------------------------- explain
     def explain(

@@ -35,10 +35,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from torch import nn
 
-from safellm.errors import UserInputError
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import CLASSIFICATION, Estimate, bootstrap
 from safellm.risk.sequences import Encoded, Vocab, encode
+from safellm.risk.temporal_registry import check_temporal
 from safellm.risk.train import outer_splitter
 
 Progress = Callable[[str], None]
@@ -218,14 +218,6 @@ def _inner_split(td: TaskData, idx: np.ndarray, seed: int) -> tuple[np.ndarray, 
     return idx[tr], idx[va]
 
 
-def check_temporal_task(td: TaskData) -> None:
-    if td.kind != "classification":
-        raise UserInputError(
-            f"the temporal model predicts the classification tasks (readmission, icu_mortality), "
-            f"not {td.task}"
-        )
-
-
 def train_temporal(
     td: TaskData,
     events: pd.DataFrame,
@@ -241,7 +233,7 @@ def train_temporal(
 
     from safellm.risk.train import _check_size
 
-    check_temporal_task(td)
+    check_temporal(td.task)
     _check_size(td, n_splits)
     cfg = cfg or TemporalConfig()
     step = progress or (lambda _s: None)

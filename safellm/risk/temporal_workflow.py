@@ -17,7 +17,12 @@ from safellm.fsutil import staged_dir
 from safellm.risk import plots
 from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import code_version, new_version
-from safellm.risk.temporal_registry import MODEL_NAME, TemporalMeta, save_temporal
+from safellm.risk.temporal_registry import (
+    MODEL_NAME,
+    TemporalMeta,
+    check_temporal,
+    save_temporal,
+)
 
 Progress = Callable[[str], None]
 COMPARED = ("auroc", "auprc", "brier")
@@ -67,12 +72,11 @@ def train_temporal_and_register(
 ) -> TemporalSummary:
     from safellm.data.events import load_events
     from safellm.risk.dataset import load_task
-    from safellm.risk.temporal import check_temporal_task, train_temporal
+    from safellm.risk.temporal import train_temporal
 
     started = time.perf_counter()
     step = progress or (lambda _s: None)
-    td = load_task(data_dir, task)
-    check_temporal_task(td)
+    td = load_task(data_dir, check_temporal(task))
     events = load_events(data_dir, task)
     run = train_temporal(td, events, seed=seed, n_boot=n_boot, progress=step)
     prob = 1 / (1 + np.exp(-run.oof))
