@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.predict import summary, timed  # noqa: E402
 from safellm.data.build import build_dataset  # noqa: E402
 from safellm.data.events import load_events  # noqa: E402
 from safellm.explain.shap import FactsExplainer  # noqa: E402
@@ -37,19 +38,6 @@ from safellm.risk.sequences import Vocab, encode  # noqa: E402
 from safellm.risk.temporal import TemporalConfig, fit_network, predict_logits  # noqa: E402
 from safellm.risk.temporal_registry import TemporalBundle, TemporalMeta  # noqa: E402
 from safellm.risk.train import _target  # noqa: E402
-
-
-def timed(fn, reps: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def summary(ms: list[float]) -> tuple[float, float]:
-    return statistics.median(ms), float(np.percentile(ms, 95))
 
 
 def main() -> None:
