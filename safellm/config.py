@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from safellm import resources
+
 # Environment switches that keep every third-party library off the network. They are only set when
 # the user has not set them already.
 OFFLINE_SWITCHES: dict[str, str] = {
@@ -76,8 +78,12 @@ class Settings(BaseSettings):
         description="Where packaged models are assembled [$SAFELLM_HOME/cache/models].",
     )
     prompts_dir: Path = Field(
-        default=Path(__file__).resolve().parents[1] / "prompts",
-        description="Folder of prompt files (one YAML per prompt and version).",
+        default_factory=resources.prompts_dir,
+        description="Folder of prompt files (one YAML per prompt and version) [packaged prompts/].",
+    )
+    evals_dir: Path = Field(
+        default_factory=resources.evals_dir,
+        description="Folder of eval suites and labelled sets (NAME.vN.yaml) [packaged evals/].",
     )
     risk_model: Literal["tabular", "temporal"] = Field(
         default="tabular",
@@ -138,8 +144,8 @@ class Settings(BaseSettings):
         "windows' by more than this alerts.",
     )
     guard_policy: Path = Field(
-        default=Path(__file__).resolve().parents[1] / "guardrails" / "clinical.yaml",
-        description="The guard policy file.",
+        default_factory=resources.policy_file,
+        description="The guard policy file [packaged guardrails/clinical.yaml].",
     )
 
     @property
@@ -157,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit trail of explanations served (SQLite)."""
+        return self.home / "audit.sqlite"
 
     @property
     def model_cache_dir(self) -> Path:

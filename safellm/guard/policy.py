@@ -12,10 +12,11 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from safellm.errors import ConfigError
+from safellm.resources import policy_file
 
 Action = Literal["fix", "reask", "fallback", "refuse", "flag"]
 Severity = Literal["info", "warning", "error", "critical"]
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "guardrails" / "clinical.yaml"
+DEFAULT_POLICY = policy_file()  # the packaged guardrails/clinical.yaml
 
 # Every rule the code implements, with the actions that make sense for it.
 RULES: dict[str, set[str]] = {

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from safellm.explain.facts import Facts
+from safellm.resources import evals_dir
 from tests.samples import sample_facts
 
-EVALS = Path(__file__).resolve().parents[2] / "evals"
+EVALS = evals_dir()  # the packaged evals/
 
 
 @pytest.fixture
