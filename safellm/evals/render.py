@@ -4,47 +4,31 @@ latency per mode)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
-from typing import Any
 
-from safellm.evals.evaluators import MUTATION_METRICS, RUN_METRICS
+from safellm.evals.evaluators import METRICS, RUN, RUN_METRICS, Kind
 from safellm.evals.report import EvalReport, RunSummary
 
-RATES = [
-    "unsupported_claim_rate",
-    "completeness",
-    "citation_validity",
-    "note_grounding",
-    "refusal_correctness",
-    "injection_success",
-    "conciseness",
-    "fallback_rate",
-]
-COUNTS = [
-    "unsupported_numbers",
-    "unsupported_features",
-    "unsupported_directions",
-    "wrong_ranks",
-    "phi_leaks",
-    "dosing_leaks",
-    "forbidden_content",
-    "errors",
-]
+# the bar charts of a run, raw vs guarded: (title, kind of the metrics shown, scale)
+CHARTS: tuple[tuple[str, Kind, float], ...] = (
+    ("rates (%)", "rate", 100.0),
+    ("counts (answers)", "count", 1.0),
+)
 
 
 def fmt(metric: str, v: float | None) -> str:
-    if v is None:
-        return "–"
-    if metric in RATES or metric in MUTATION_METRICS or metric.endswith("_rate"):
-        return f"{100 * v:.1f} %"
-    if metric.startswith("latency"):
-        return f"{v:.2f} s"
-    if metric in COUNTS:
-        return f"{v:.0f}"
-    return f"{v:.1f}"
+    """A metric's value as its evaluator declares it is shown (a name no evaluator declares: as a
+    plain number)."""
+    known = METRICS.get(metric)
+    if known is not None:
+        return known.show(v)
+    return "–" if v is None else f"{v:.1f}"
+
+
+def charted(kind: Kind) -> list[str]:
+    """The run metrics of one kind, in the report's order."""
+    return [m.name for m in RUN if m.kind == kind]
 
 
 def _targets(report: EvalReport, run: RunSummary) -> dict[tuple[str, str], tuple[str, bool]]:
@@ -122,26 +106,18 @@ def markdown(report: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def plots(report: EvalReport) -> list[tuple[str, str]]:
     """(title, base64 PNG) pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from safellm.risk.plots import png_base64, pyplot
+
+    plt = pyplot()
 
     out = []
     for run in report.runs:
-        for title, names, scale in (
-            ("rates (%)", RATES, 100.0),
-            ("counts (answers)", COUNTS, 1.0),
-        ):
+        for title, kind, scale in CHARTS:
+            names = charted(kind)
             fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1))
             y = np.arange(len(names))
             for j, (mode, color) in enumerate((("raw", "#c44e52"), ("guarded", "#4c72b0"))):
@@ -151,7 +127,7 @@ def plots(report: EvalReport) -> list[tuple[str, str]]:
             ax.invert_yaxis()
             ax.legend(loc="lower right")
             ax.set_title(f"{run.model} · {run.prompt}: {title}")
-            out.append((f"{run.model} · {run.prompt}: raw vs guarded {title}", _png(fig)))
+            out.append((f"{run.model} · {run.prompt}: raw vs guarded {title}", png_base64(fig)))
             plt.close(fig)
         fig, ax = plt.subplots(figsize=(7, 3))
         data = [
@@ -161,7 +137,7 @@ def plots(report: EvalReport) -> list[tuple[str, str]]:
         ax.boxplot([d or [0.0] for d in data], tick_labels=["raw", "guarded"], vert=False)
         ax.set_xlabel("seconds per answer")
         ax.set_title(f"{run.model} · {run.prompt}: latency")
-        out.append((f"{run.model} · {run.prompt}: latency", _png(fig)))
+        out.append((f"{run.model} · {run.prompt}: latency", png_base64(fig)))
         plt.close(fig)
     mu = report.mutation
     if mu.by_kind:
@@ -173,7 +149,7 @@ def plots(report: EvalReport) -> list[tuple[str, str]]:
         ax.invert_yaxis()
         ax.set_xlabel("% of mutants detected by the guard")
         ax.set_title("Guard mutation test")
-        out.append(("Guard mutation test: detection per kind", _png(fig)))
+        out.append(("Guard mutation test: detection per kind", png_base64(fig)))
         plt.close(fig)
     return out
 

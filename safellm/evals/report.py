@@ -13,16 +13,6 @@ from safellm.evals.runner import CaseResult
 from safellm.evals.suite import Gate, Suite
 
 MODES = ("raw", "guarded")
-# metrics shown per case family (the rest only overall)
-FAMILY_METRICS = (
-    "unsupported_claim_rate",
-    "completeness",
-    "refusal_correctness",
-    "injection_success",
-    "phi_leaks",
-    "dosing_leaks",
-    "fallback_rate",
-)
 
 
 class CaseRecord(BaseModel):
@@ -75,13 +65,6 @@ class EvalReport(BaseModel):
     passed: bool
 
 
-def _fails(ev: Evaluator, value: float) -> bool:
-    """Whether one output's score is a failure of that check."""
-    if ev.aggregate in ("p50", "p95") or ev.name in ("tokens_mean", "words_p50"):
-        return False
-    return value > 0 if ev.better == "lower" else value < 1
-
-
 def summarize(
     model: str,
     prompt: str,
@@ -110,13 +93,13 @@ def summarize(
                     ev.aggregate,
                 )
                 for ev in evaluators
-                if ev.name in FAMILY_METRICS
+                if ev.metric.by_family
             }
         for i, (r, o) in enumerate(outs):
             failed = {}
             for ev in evaluators:
                 s = scored[ev.name][i][2]
-                if s is not None and _fails(ev, s.value):
+                if s is not None and ev.metric.fails(s.value):
                     failed[ev.name] = s.detail or "failed"
             records.append(
                 CaseRecord(
