@@ -20,7 +20,7 @@ import duckdb
 from pydantic import BaseModel
 
 from safellm.data import mimic
-from safellm.data.cohorts import COHORTS, TASKS, build_cohort, cohort_report
+from safellm.data.cohorts import build_cohort, cohort_report
 from safellm.data.events import export_events
 from safellm.data.features import (
     aggregate_labs,
@@ -30,6 +30,7 @@ from safellm.data.features import (
     prejoin,
 )
 from safellm.fsutil import staged_dir
+from safellm.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def build_dataset(
                         con,
                         cohorts[task],
                         tmp / f"events_{task}.parquet",
-                        at_discharge=task == "readmission",
+                        at_discharge=TASKS[task].at_discharge,
                     )
                 step(f"events {task}")
         finally:
@@ -180,7 +181,7 @@ def build_dataset(
             "source_fingerprint": _source_fingerprint(folder),
             "tables": {n: p.name for n, p in sorted(folder.files.items())},
             "skipped_tables": skipped,
-            "targets": {t: COHORTS[t].target for t in TASKS},
+            "targets": {t: s.target for t, s in TASKS.items()},
             "features": features,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

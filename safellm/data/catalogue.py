@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from safellm.tasks import TASK_NAMES
+
 Kind = Literal["numeric", "binary", "categorical"]
-ALL_TASKS = ("readmission", "icu_mortality", "los")
 
 # Lab panel: feature stem -> (ITEMID, label, unit)
 LABS: dict[str, tuple[int, str, str]] = {
@@ -345,7 +346,7 @@ class Feature:
     source: str
     window: str
     kind: Kind = "numeric"
-    tasks: tuple[str, ...] = ALL_TASKS
+    tasks: tuple[str, ...] = TASK_NAMES
 
     @property
     def sources(self) -> tuple[str, ...]:

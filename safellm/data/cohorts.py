@@ -15,33 +15,15 @@ task's target column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import duckdb
 
-TaskName = Literal["readmission", "icu_mortality", "los"]
-TASKS: tuple[TaskName, ...] = ("readmission", "icu_mortality", "los")
-
-
-@dataclass(frozen=True)
-class Task:
-    name: TaskName
-    target: str
-    kind: Literal["classification", "regression"]
-    unit: Literal["hadm_id", "icustay_id"]
-    sql: str
-
+from safellm.tasks import TASKS
 
 _DAY = 86400
 
-COHORTS: dict[str, Task] = {
-    "readmission": Task(
-        "readmission",
-        "readmit_30d",
-        "classification",
-        "hadm_id",
-        f"""
+# task -> its cohort query (target column and unit as in the task's `TaskSpec`)
+COHORT_SQL: dict[str, str] = {
+    "readmission": f"""
         SELECT a.subject_id, a.hadm_id, CAST(NULL AS BIGINT) AS icustay_id, a.admittime,
                a.dischtime AS prediction_time,
                CAST(EXISTS (
@@ -55,13 +37,7 @@ COHORTS: dict[str, Task] = {
         WHERE upper(a.admission_type) <> 'NEWBORN' AND a.hospital_expire_flag = 0
           AND a.admittime IS NOT NULL AND a.dischtime IS NOT NULL
         """,
-    ),
-    "icu_mortality": Task(
-        "icu_mortality",
-        "icu_mortality",
-        "classification",
-        "icustay_id",
-        """
+    "icu_mortality": """
         SELECT i.subject_id, i.hadm_id, i.icustay_id, a.admittime,
                i.intime + INTERVAL 24 HOUR AS prediction_time,
                CAST(a.deathtime IS NOT NULL AND a.deathtime >= i.intime
@@ -69,13 +45,7 @@ COHORTS: dict[str, Task] = {
         FROM icustays i JOIN admissions a ON a.hadm_id = i.hadm_id
         WHERE epoch(i.outtime) - epoch(i.intime) >= 86400
         """,
-    ),
-    "los": Task(
-        "los",
-        "los_days",
-        "regression",
-        "hadm_id",
-        f"""
+    "los": f"""
         SELECT subject_id, hadm_id, CAST(NULL AS BIGINT) AS icustay_id, admittime,
                admittime + INTERVAL 24 HOUR AS prediction_time,
                (epoch(dischtime) - epoch(admittime)) / {_DAY}.0 AS los_days
@@ -83,26 +53,24 @@ COHORTS: dict[str, Task] = {
         WHERE upper(admission_type) <> 'NEWBORN'
           AND epoch(dischtime) - epoch(admittime) >= {_DAY}
         """,
-    ),
 }
+assert set(COHORT_SQL) == set(TASKS), "one cohort query per task"
 
 
 def build_cohort(con: duckdb.DuckDBPyConnection, task: str) -> str:
     """Create table `cohort_<task>` (ordered, with a dense `unit_id`) and return its name."""
-    spec = COHORTS[task]
-    key = "icustay_id" if spec.unit == "icustay_id" else "hadm_id"
     table = f"cohort_{task}"
     con.execute(
         f"CREATE OR REPLACE TABLE {table} AS "
-        f"SELECT row_number() OVER (ORDER BY subject_id, {key}) AS unit_id, * "
-        f"FROM ({spec.sql}) ORDER BY unit_id"
+        f"SELECT row_number() OVER (ORDER BY subject_id, {TASKS[task].unit}) AS unit_id, * "
+        f"FROM ({COHORT_SQL[task]}) ORDER BY unit_id"
     )
     return table
 
 
 def cohort_report(con: duckdb.DuckDBPyConnection, task: str) -> dict[str, float | int]:
     """The counts DESIGN.md promises in cohort_report.json for one task."""
-    spec = COHORTS[task]
+    spec = TASKS[task]
     table = f"cohort_{task}"
     if spec.kind == "classification":
         rows, positives, subjects = con.execute(

@@ -21,6 +21,7 @@ from safellm.data.catalogue import (
     Feature,
     features_for,
 )
+from safellm.tasks import TASKS
 
 __all__ = [
     "FEATURES",
@@ -113,7 +114,7 @@ def _elix_map(con: duckdb.DuckDBPyConnection) -> None:
 
 def _comorbidity(c: str, task: str) -> str:
     # Which admissions' codes a unit may see: its own only when predicting at discharge.
-    own = "OR b.hadm_id = u.hadm_id" if task == "readmission" else ""
+    own = "OR b.hadm_id = u.hadm_id" if TASKS[task].at_discharge else ""
     flags = ",\n      ".join(
         f"coalesce(max(CAST(g.grp = '{g}' AS INTEGER)), 0) AS elix_{g}" for g in ELIX_FLAGS
     )

@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from safellm.errors import ConfigError
 from safellm.explain.facts import Facts
+from safellm.tasks import TaskName
 
-Task = Literal["readmission", "icu_mortality", "los"]
 Family = Literal[
     "why",
     "follow_up",
@@ -38,7 +38,7 @@ Mode = Literal["raw", "guarded", "mutation"]
 
 
 class PatientRef(BaseModel, extra="forbid"):
-    task: Task
+    task: TaskName
     rank: int = Field(ge=1, description="1 = the highest predicted risk (or longest stay).")
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from safellm.data.catalogue import FEATURES, Feature
-from safellm.data.cohorts import COHORTS, TASKS
-from safellm.errors import ArtifactError, UnknownNameError
+from safellm.errors import ArtifactError
+from safellm.tasks import task_spec
 
 KEY_COLUMNS = ("unit_id", "subject_id", "hadm_id", "icustay_id", "admittime", "prediction_time")
 
@@ -26,11 +26,11 @@ class TaskData:
 
     @property
     def target(self) -> str:
-        return COHORTS[self.task].target
+        return task_spec(self.task).target
 
     @property
     def kind(self) -> str:
-        return COHORTS[self.task].kind
+        return task_spec(self.task).kind
 
     @property
     def X(self) -> pd.DataFrame:
@@ -53,15 +53,9 @@ class TaskData:
         return [f.name for f in self.features if f.kind == "categorical"]
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise UnknownNameError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    return task
-
-
 def load_task(data_dir: Path, task: str) -> TaskData:
     """Read `<data_dir>/<task>.parquet` with the feature list recorded in its manifest."""
-    check_task(task)
+    task_spec(task)
     path = Path(data_dir) / f"{task}.parquet"
     manifest_path = Path(data_dir) / "manifest.json"
     if not path.exists() or not manifest_path.exists():

@@ -38,8 +38,8 @@ from torch import nn
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import CLASSIFICATION, Estimate, bootstrap
 from safellm.risk.sequences import Encoded, Vocab, encode
-from safellm.risk.temporal_registry import check_temporal
 from safellm.risk.train import outer_splitter
+from safellm.tasks import temporal_task
 
 Progress = Callable[[str], None]
 
@@ -233,7 +233,7 @@ def train_temporal(
 
     from safellm.risk.train import _check_size
 
-    check_temporal(td.task)
+    temporal_task(td.task)
     _check_size(td, n_splits)
     cfg = cfg or TemporalConfig()
     step = progress or (lambda _s: None)
