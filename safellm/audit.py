@@ -3,6 +3,9 @@
 Append-only (triggers refuse UPDATE and DELETE), so it survives restarts and cannot be edited in
 place. It holds ids, versions, the guard outcome, latency and hashes — never note text, questions
 or answers themselves (the hash of the answer proves what was shown, given the answer).
+
+A storage module: it knows records, not explanations. The explanation use case
+(`safellm.services.explanation`) turns each Explanation it serves, from any front end, into a record.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from safellm.rationale import Explanation
+from safellm.fsutil import atomic_open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -70,6 +73,11 @@ class AuditRecord(BaseModel):
     question_sha256: str | None
 
 
+def now() -> str:
+    """The time a record is made: UTC, ISO 8601, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -85,27 +93,9 @@ class AuditLog:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
 
-    def record(self, exp: Explanation, key_id: str, route: str) -> AuditRecord:
-        rec = AuditRecord(
-            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            key_id=key_id,
-            route=route,
-            task=exp.task,
-            subject_id=exp.subject_id,
-            hadm_id=exp.hadm_id,
-            icustay_id=exp.icustay_id,
-            risk_model=exp.versions.risk_model,
-            prompt=exp.versions.prompt,
-            policy=exp.versions.policy,
-            llm=exp.versions.llm,
-            guard_passed=exp.guard.passed,
-            fallback_used=exp.guard.fallback_used,
-            attempts=exp.guard.attempts,
-            violations=exp.guard.rules,
-            latency_ms=round(exp.latency_s * 1000, 1),
-            answer_sha256=sha256(exp.rationale.text),
-            question_sha256=sha256(exp.question),
-        )
+    def append(self, rec: AuditRecord) -> AuditRecord:
+        """Store `rec`; returns it with its id."""
+        rec = rec.model_copy()
         row = rec.model_dump(exclude={"id"})
         row["violations"] = json.dumps(row["violations"])
         cols = ", ".join(row)
@@ -137,14 +127,12 @@ class AuditLog:
         """Write every record to `dest` (.csv or .jsonl); returns the count."""
         recs = self.records()
         dest = Path(dest)
-        tmp = dest.with_name(dest.name + ".tmp")
-        if dest.suffix.lower() == ".csv":
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with atomic_open(dest, newline="") as fh:
+            if dest.suffix.lower() == ".csv":
                 w = csv.DictWriter(fh, fieldnames=list(AuditRecord.model_fields))
                 w.writeheader()
                 for r in recs:
                     w.writerow(r.model_dump() | {"violations": ";".join(r.violations)})
-        else:
-            tmp.write_text("".join(r.model_dump_json() + "\n" for r in recs), encoding="utf-8")
-        tmp.replace(dest)
+            else:
+                fh.writelines(r.model_dump_json() + "\n" for r in recs)
         return len(recs)

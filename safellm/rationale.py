@@ -19,12 +19,8 @@ from safellm.errors import LLMError
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction, shown_value
 from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
 from safellm.llm.prompts import Prompt
+from safellm.tasks import task_spec
 
-TASK_LABELS = {
-    "readmission": "30-day readmission risk at discharge",
-    "icu_mortality": "ICU mortality risk, 24 hours into the ICU stay",
-    "los": "Length of stay, predicted 24 hours after admission",
-}
 DEFAULT_QUESTION = "Why is this patient at this risk?"
 WITHDRAWN = "the model's answer failed the guard; the checked answer follows"
 CITATION = re.compile(r"\[\s*([FN]\d+(?:\s*[,;]\s*[FN]\d+)*)\s*\]")
@@ -56,6 +52,17 @@ class GuardReport(BaseModel):
         if self.attempts == 0:
             return "refused"
         return "re-asked" if self.attempts > 1 else "passed"
+
+    @property
+    def verdict(self) -> str:
+        """The outcome in words, for a reader (the CLI, the chat's badge)."""
+        return {
+            "fallback": "fallback — the model's answer failed the checks; the grounded summary "
+            "is shown",
+            "refused": "refused — outside the scope of this patient's risk",
+            "re-asked": f"passed after {self.attempts - 1} re-ask(s)",
+            "passed": "passed every check",
+        }[self.outcome]
 
     @property
     def rules(self) -> list[str]:
@@ -96,18 +103,35 @@ class Screened(Protocol):
     violations: list[Violation]
 
 
+class Gate(Protocol):
+    """A token sink that passes on only what has been checked; `finish` at the end of the draft.
+    `emitted` is the text passed on so far."""
+
+    emitted: str
+
+    def __call__(self, token: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 class GuardStep(Protocol):
     """`screen` sees the question and the evidence before the model does (it may drop note
-    chunks, or refuse); `__call__` checks a draft and may re-ask (`reask(violations)`) or replace
-    it. Returns what to show."""
+    chunks, or refuse); `gate` wraps a token sink so that a streamed draft is shown only as far
+    as it passes (None: stream as it comes); `__call__` checks a draft and may re-ask
+    (`reask(violations)`) or replace it, returning what to show; `fallback` is the answer shown
+    instead of a model that failed (or re-raises `error` when the step has none)."""
 
     policy_version: str
 
     def screen(self, question: str, facts: Facts) -> Screened: ...
 
+    def gate(self, facts: Facts, sink: TokenSink) -> Gate | None: ...
+
     def __call__(
         self, facts: Facts, draft: RationaleAnswer, reask: Reask
     ) -> tuple[RationaleAnswer, GuardReport]: ...
+
+    def fallback(self, facts: Facts, error: Exception | None = None) -> RationaleAnswer: ...
 
 
 class _Unscreened(BaseModel):
@@ -124,15 +148,21 @@ class PassThrough:
     def screen(self, question: str, facts: Facts) -> Screened:
         return _Unscreened(facts=facts)
 
+    def gate(self, facts: Facts, sink: TokenSink) -> Gate | None:
+        return None
+
     def __call__(
         self, facts: Facts, draft: RationaleAnswer, reask: Reask
     ) -> tuple[RationaleAnswer, GuardReport]:
         return draft, GuardReport(passed=True, attempts=1)
 
+    def fallback(self, facts: Facts, error: Exception | None = None) -> RationaleAnswer:
+        raise error or LLMError("no fallback: the answer is not guarded")
+
 
 # ---------------------------------------------------------------------------------- rendering
 def _effect(c: Contribution, task: str, space: str) -> str:
-    what = "the predicted length of stay" if task == "los" else "the risk"
+    what = task_spec(task).outcome
     scale = {"log-odds": "log-odds", "probability": "probability", "days": "days"}.get(
         space, "log-days"
     )
@@ -158,16 +188,16 @@ def note_lines(notes: list[NoteEvidence]) -> str:
 
 def risk_statement(facts: Facts) -> str:
     p = facts.prediction
-    if facts.task == "los":
-        return f"Predicted length of stay: {p.risk:.1f} days (band: {p.band})."
-    return f"Predicted risk: {p.risk:.1%} (band: {p.band})."
+    spec = task_spec(facts.task)
+    what = "length of stay" if spec.in_days else "risk"
+    return f"Predicted {what}: {spec.format_risk(p.risk)} (band: {p.band})."
 
 
 def prompt_variables(
     facts: Facts, question: str, history: list[tuple[str, str]] | None = None
 ) -> dict[str, str]:
     v = {
-        "task_label": TASK_LABELS.get(facts.task, facts.task),
+        "task_label": task_spec(facts.task).label,
         "risk_statement": risk_statement(facts),
         "facts": fact_lines(facts),
         "notes": note_lines(facts.notes),
@@ -224,13 +254,13 @@ def explain(
     guard: GuardStep | None = None,
     on_token: TokenSink | None = None,
     max_tokens: int | None = None,
-    on_llm_error: Callable[[Facts, Exception], RationaleAnswer] | None = None,
+    fallback: bool = False,
 ) -> Explanation:
     """The rationale for `facts` (already cut to the contributions and notes the model may cite).
 
     `max_tokens` overrides the prompt's own limit (benchmarks). An `LLMError` of the first call is
-    raised, unless `on_llm_error(facts, error)` gives an answer to show instead (the web layer
-    shows the guard's grounded fallback: never a 500 for a failing model)."""
+    raised, unless `fallback` asks for the guard's answer instead (`guard.fallback`: the grounded
+    fallback of the clinical guard, so the web layer never answers a failing model with a 500)."""
     started = time.perf_counter()
     guard = guard or PassThrough()
     q = (question or "").strip() or DEFAULT_QUESTION
@@ -268,14 +298,13 @@ def explain(
     request = prompt.request(**variables)
     if max_tokens is not None:
         request = request.model_copy(update={"max_tokens": max_tokens})
-    make_gate = getattr(guard, "gate", None)
-    gate = make_gate(facts, on_token) if (make_gate and on_token is not None) else None
+    gate = guard.gate(facts, on_token) if on_token is not None else None
     try:
         first = model.chat(request, on_token=gate or on_token)
     except LLMError as exc:
-        if on_llm_error is None:
+        if not fallback:
             raise
-        answer = on_llm_error(facts, exc)
+        answer = guard.fallback(facts, exc)
         if on_token is not None:
             on_token(f"\n[{WITHDRAWN}]\n{answer.text}")
         failed = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])

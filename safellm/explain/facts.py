@@ -7,8 +7,9 @@ accepts exactly what `safellm explain --json` and `POST /v1/explain` return.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -94,36 +95,54 @@ def ranked(parts: Iterable[Part]) -> list[Contribution]:
     return items
 
 
+class Explains(Protocol):
+    """What an explainer (tabular SHAP, temporal integrated gradients) tells about its model."""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def bands(self) -> tuple[float, float]: ...
+
+    @property
+    def space(self) -> Space: ...
+
+    def risk(self, output: np.ndarray) -> np.ndarray: ...
+
+
 def unit_facts(
     row: Mapping[str, Any],
+    explainer: Explains,
     *,
-    task: str,
-    model: str,
-    version: str,
-    risk: float,
-    bands: tuple[float, float],
-    base_value: float,
-    space: Space,
+    parts: Iterable[Part],
     model_output: float,
-    contributions: list[Contribution],
+    base_value: float,
 ) -> Facts:
-    """Facts for the unit of `row` (a row of a built task table, keys included)."""
+    """Facts for the unit of `row` (a row of a built task table, keys included): the explainer's
+    model output, its base value and the contributions `parts`, ranked."""
+    risk = float(explainer.risk(np.array([model_output]))[0])
     icu = row.get("icustay_id")
     return Facts(
-        task=task,
+        task=explainer.task,
         subject_id=int(row["subject_id"]),
         hadm_id=int(row["hadm_id"]),
         icustay_id=None if icu is None or pd.isna(icu) else int(icu),
-        model=model,
-        model_version=version,
+        model=explainer.model,
+        model_version=explainer.version,
         prediction=Prediction(
             risk=risk,
-            band=band_for(risk, bands),
+            band=band_for(risk, explainer.bands),
             base_value=base_value,
-            space=space,
+            space=explainer.space,
             model_output=model_output,
         ),
-        contributions=contributions,
+        contributions=ranked(parts),
     )
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from safellm.data.catalogue import FEATURES
-from safellm.explain.facts import Facts, Space, ranked, unit_facts
+from safellm.explain.facts import Facts, Space, unit_facts
 from safellm.risk.dataset import TaskData
 from safellm.risk.pipelines import column_sources, is_tree
 
@@ -140,18 +140,8 @@ class FactsExplainer:
             (n, FEATURES[n].label, _raw(r[n]), FEATURES[n].unit, float(s))
             for n, s in zip(self.features, contrib[0], strict=True)
         ]
-        out = float(output[0])
         return unit_facts(
-            r,
-            task=self.task,
-            model=self.model,
-            version=self.version,
-            risk=float(self.risk(np.array([out]))[0]),
-            bands=self.bands,
-            base_value=self.base_value,
-            space=self.space,
-            model_output=out,
-            contributions=ranked(parts),
+            r, self, parts=parts, model_output=float(output[0]), base_value=self.base_value
         )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from safellm.explain.facts import Facts, Part, Space, ranked, unit_facts
+from safellm.explain.facts import Facts, Part, Space, unit_facts
 from safellm.risk.sequences import describe, encode, event_tokens, window
 from safellm.risk.temporal import attribute, predict_logits
 
@@ -84,18 +84,12 @@ class TemporalExplainer:
             readable = describe(token, when)
             value = _value(token, ev.loc[g["row"]])
             parts.append((readable.feature, readable.label, value, readable.unit, float(g["attr"])))
-        out = value_out + self.offset
         return unit_facts(
             r,
-            task=self.task,
-            model=self.model,
-            version=self.version,
-            risk=float(self.risk(np.array([out]))[0]),
-            bands=self.bands,
+            self,
+            parts=parts,
+            model_output=value_out + self.offset,
             base_value=base + self.offset,
-            space=self.space,
-            model_output=out,
-            contributions=ranked(parts),
         )
 
 

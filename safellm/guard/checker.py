@@ -29,6 +29,7 @@ from safellm.explain.facts import Contribution, Facts, NoteEvidence, shown_value
 from safellm.guard.lexicon import Lexicon, Mention, concept_of
 from safellm.guard.policy import Policy
 from safellm.rationale import CITATION, Violation
+from safellm.tasks import task_spec
 
 # cosine similarity and judge probability of a sentence given a note chunk
 NoteSupport = Callable[[str, str], tuple[float, float | None]]
@@ -157,7 +158,7 @@ class Checker:
 
     def _risk_numbers(self, facts: Facts, percent: bool) -> list[float]:
         r = facts.prediction.risk
-        if facts.task == "los":
+        if task_spec(facts.task).in_days:
             return [r]
         return [100 * r] if percent else [r]
 
@@ -275,13 +276,10 @@ class Checker:
             if ok:
                 continue
             about_risk = percent or (riskish and 0 < x < 1)
-            about_stay = facts.task == "los" and STAY_WORDS.search(body) is not None
+            spec = task_spec(facts.task)
+            about_stay = spec.in_days and STAY_WORDS.search(body) is not None
             if about_risk or about_stay:
-                shown = (
-                    f"{facts.prediction.risk:.1f} days"
-                    if facts.task == "los"
-                    else f"{facts.prediction.risk:.1%}"
-                )
+                shown = spec.format_risk(facts.prediction.risk)
                 detail = f"states {m.group(0).strip()} but the prediction is {shown}"
                 out.append(Violation(rule="fact.risk", detail=detail, span=span))
             else:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from safellm.explain.facts import Contribution, Facts, shown_value
 from safellm.rationale import RationaleAnswer, citations
-
-
-def _what(facts: Facts) -> str:
-    return "the predicted length of stay" if facts.task == "los" else "the risk"
+from safellm.tasks import task_spec
 
 
 def _fact(c: Contribution) -> str:
@@ -18,13 +15,14 @@ def _fact(c: Contribution) -> str:
 
 def fallback_answer(facts: Facts, top: int = 3) -> RationaleAnswer:
     p = facts.prediction
-    if facts.task == "los":
-        lead = f"The model predicts a stay of {p.risk:.1f} days ({p.band} band)."
+    spec = task_spec(facts.task)
+    if spec.in_days:
+        lead = f"The model predicts a stay of {spec.format_risk(p.risk)} ({p.band} band)."
     else:
-        lead = f"The model estimates a risk of {p.risk:.1%} ({p.band} band)."
+        lead = f"The model estimates a risk of {spec.format_risk(p.risk)} ({p.band} band)."
     parts = [lead]
     shown = facts.contributions[:top]
-    what = _what(facts)
+    what = spec.outcome
     for i, c in enumerate(shown):
         if i == 0:
             parts.append(

@@ -170,6 +170,6 @@ class ClinicalGuard:
             passed=False, attempts=attempts, fallback_used=True, violations=seen
         )
 
-    def fallback(self, facts: Facts, _error: Exception | None = None) -> RationaleAnswer:
+    def fallback(self, facts: Facts, error: Exception | None = None) -> RationaleAnswer:
         """The grounded fallback with the disclaimer (also what is shown when the model fails)."""
         return self.with_disclaimer(fallback_answer(facts).text)

@@ -1,24 +1,19 @@
-"""One chat-model interface, with one method, and the registry that names the models.
+"""One chat-model interface, with one method; the adapters implement it and
+`safellm.llm.registry.get_model` names them.
 
-    model = get_model("local", settings)      # or "fake", or any LiteLLM string ("openai/gpt-4o-mini")
     reply = model.chat(ChatRequest(messages=[...]), on_token=print)   # streams when on_token is given
 
-`local` is the packaged GGUF run by llama.cpp, served through LiteLLM as a custom provider, so local
-and remote models share one code path (see `safellm.llm.local`). Heavy libraries (litellm,
-llama_cpp) are imported only when a model is made.
+This module is the LLM layer's leaf: it imports no adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from safellm.errors import UnknownNameError
-
-if TYPE_CHECKING:
-    from safellm.config import Settings
 
 
 class ChatMessage(BaseModel):
@@ -54,36 +49,6 @@ class ChatModel(Protocol):
     name: str
 
     def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse: ...
-
-
-BUILT_IN = ("local", "fake", "fake:hallucinate")
-
-
-def get_model(name: str, settings: Settings) -> ChatModel:
-    """The model called `name`: `local`, `fake`, or a LiteLLM model string (provider/model)."""
-    name = (name or "").strip()
-    if name == "fake":
-        from safellm.llm.fake import FakeChatModel
-
-        return FakeChatModel()
-    if name == "fake:hallucinate":
-        from safellm.llm.fake import FakeChatModel, hallucinating_answer
-
-        return FakeChatModel(responder=hallucinating_answer, name=name)
-    if name == "local":
-        from safellm.llm.local import local_model
-
-        return local_model(settings)
-    from safellm.llm.litellm import LiteLLMChatModel, check_model_string
-
-    check_model_string(name)  # UnknownNameError for a string no provider claims
-    return LiteLLMChatModel(
-        name,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
-        api_base=settings.llm_api_base,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-    )
 
 
 def unknown_model(name: str, why: str = "") -> UnknownNameError:

@@ -119,9 +119,13 @@ class EmbeddingSupport:
         self.judge = judge
         self.ask_judge_below = ask_judge_below
 
-    def __call__(self, claim: str, evidence: str) -> tuple[float, float | None]:
+    def similarity(self, claim: str, evidence: str) -> float:
+        """The cosine similarity of the two texts' embeddings."""
         v = self.embedder.embed([claim, evidence])
-        sim = float(v[0] @ v[1])
+        return float(v[0] @ v[1])
+
+    def __call__(self, claim: str, evidence: str) -> tuple[float, float | None]:
+        sim = self.similarity(claim, evidence)
         if self.judge is None or sim >= self.ask_judge_below:
             return sim, None
         return sim, float(self.judge(claim, evidence))

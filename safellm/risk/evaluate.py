@@ -124,3 +124,11 @@ def bootstrap(
         )
         out[name] = Estimate(point=point, lo=lo, hi=hi, n_boot=len(s))
     return out
+
+
+def shift_log_odds(p: np.ndarray, offset: float) -> np.ndarray:
+    """Probabilities with `offset` added on the log-odds scale (identity when offset is 0)."""
+    if offset == 0.0:
+        return p
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    return 1 / (1 + np.exp(-(np.log(q / (1 - q)) + offset)))

@@ -14,47 +14,49 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import joblib
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.pipeline import Pipeline
 
 from safellm import __version__
-from safellm.errors import ArtifactError, UnknownNameError
+from safellm.errors import ArtifactError
 from safellm.fsutil import atomic_write_text, staged_dir
 from safellm.risk.evaluate import Estimate
-
-if TYPE_CHECKING:
-    from safellm.explain.shap import FactsExplainer
 
 BUNDLE_FILE = "bundle.joblib"
 META_FILE = "bundle.json"
 
 
-class BundleMeta(BaseModel):
+class VersionMeta(BaseModel):
+    """What every model bundle (tabular or temporal) records about itself in `bundle.json`."""
+
     task: str
     version: str
     created: str
     kind: str
     target: str
-    default_model: str
-    models: list[str]
-    params: dict[str, dict[str, Any]]
-    numeric: list[str]
-    categorical: list[str]
     bands: tuple[float, float]
     data_hash: str
     data_source: str
     code_version: str
     n_units: int
     n_patients: int
+
+
+class BundleMeta(VersionMeta):
+    default_model: str
+    models: list[str]
+    params: dict[str, dict[str, Any]]
+    numeric: list[str]
+    categorical: list[str]
     metrics: dict[str, dict[str, Estimate]]
     baseline: dict[str, Estimate] | None = None
     # Per classifier: log-odds added to the model's output so that the mean predicted risk
     # matches the observed rate (class weighting shifts it); fitted on out-of-fold predictions.
-    offsets: dict[str, float] = {}
+    offsets: dict[str, float] = Field(default_factory=dict)
 
 
 @dataclass
@@ -63,29 +65,6 @@ class Bundle:
     pipelines: dict[str, Pipeline]
     background: pd.DataFrame
     path: Path
-
-    def explainer(self, model: str | None = None) -> FactsExplainer:
-        """A FactsExplainer for `model` (default: the bundle's default model)."""
-        from safellm.explain.shap import FactsExplainer
-
-        name = model or self.meta.default_model
-        if name not in self.pipelines:
-            raise UnknownNameError(
-                f"model {name!r} is not in bundle {self.meta.version}; "
-                f"choose one of {', '.join(self.pipelines)}"
-            )
-        return FactsExplainer(
-            self.pipelines[name],
-            model=name,
-            task=self.meta.task,
-            kind=self.meta.kind,
-            numeric=self.meta.numeric,
-            categorical=self.meta.categorical,
-            background=self.background,
-            bands=self.meta.bands,
-            version=self.meta.version,
-            offset=self.meta.offsets.get(name, 0.0),
-        )
 
 
 def code_version() -> str:

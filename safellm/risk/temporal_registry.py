@@ -11,57 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import Field
 
-from safellm.errors import ArtifactError, UserInputError
-from safellm.risk.dataset import check_task
+from safellm.errors import ArtifactError
 from safellm.risk.evaluate import Estimate
-from safellm.risk.registry import META_FILE, version_dir, write_version
+from safellm.risk.registry import META_FILE, VersionMeta, version_dir, write_version
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from safellm.explain.temporal import TemporalExplainer
     from safellm.risk.sequences import Vocab
     from safellm.risk.temporal import TemporalConfig, TimeAwareGRU
 
 MODEL_FILE = "model.pt"
 MODEL_NAME = "temporal"
-TEMPORAL_TASKS = ("readmission", "icu_mortality")
 
 
-def check_temporal(task: str) -> str:
-    """`task`, if the temporal model predicts it (the classification tasks)."""
-    if check_task(task) not in TEMPORAL_TASKS:
-        raise UserInputError(
-            f"the temporal model predicts {' and '.join(TEMPORAL_TASKS)}, not {task}; "
-            f"use the tabular models for it (SAFELLM_RISK_MODEL=tabular)"
-        )
-    return task
-
-
-class TemporalMeta(BaseModel):
-    task: str
-    version: str
-    created: str
-    kind: str
-    target: str
+class TemporalMeta(VersionMeta):
     model: str = MODEL_NAME
     attribution: str = "integrated gradients on event embeddings (zero-content baseline)"
     config: dict[str, Any]
     epochs: int
     fold_epochs: list[int]
-    bands: tuple[float, float]
     offset: float
-    data_hash: str
-    data_source: str
-    code_version: str
-    n_units: int
-    n_patients: int
     metrics: dict[str, Estimate]
     # the tabular bundle trained on the same data (same folds), for a side-by-side comparison
     tabular_version: str | None = None
-    tabular_metrics: dict[str, dict[str, Estimate]] = {}
+    tabular_metrics: dict[str, dict[str, Estimate]] = Field(default_factory=dict)
     seconds_per_epoch: float | None = None
 
 
@@ -76,11 +50,6 @@ class TemporalBundle:
     vocab: Vocab
     cfg: TemporalConfig
     path: Path
-
-    def explainer(self, events: pd.DataFrame) -> TemporalExplainer:
-        from safellm.explain.temporal import TemporalExplainer
-
-        return TemporalExplainer(self, events)
 
 
 def save_temporal(
