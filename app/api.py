@@ -1,4 +1,5 @@
-"""The REST API: `create_app(settings)`. Thin routes over `safellm.service.ExplanationService`.
+"""The REST API: `create_app(settings)`. Thin routes over the explanation use case
+(`safellm.services.explanation.ExplanationService`, which also writes the audit trail).
 
 Contract (DESIGN.md): `GET /health` (no key); with `Authorization: Bearer <key>`: `POST /v1/predict`,
 `POST /v1/explain`, `POST /v1/explain/stream` (Server-Sent Events: `token` events, then one
@@ -9,13 +10,11 @@ Logs carry request ids, key ids, routes, statuses and latencies: no note text, q
 
 import json
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,16 +38,16 @@ from safellm.errors import (
     UserInputError,
 )
 from safellm.rationale import Explanation
-from safellm.service import ExplanationService
+from safellm.services.explanation import Ask, Caller, ExplanationService
+from safellm.tasks import TaskName
 
 log = logging.getLogger("safellm.api")
-Task = Literal["readmission", "icu_mortality", "los"]
 
 
 # ------------------------------------------------------------------------------------- bodies
 class UnitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    task: Task
+    task: TaskName
     hadm_id: int | None = Field(default=None, ge=1, le=2**31 - 1, examples=[142345])
     icustay_id: int | None = Field(default=None, ge=1, le=2**31 - 1, examples=[None])
 
@@ -159,20 +158,21 @@ def create_app(
     audit: AuditLog | None = None,
     chat: bool = True,
 ) -> FastAPI:
-    """The API (and the chat at /chat unless `chat=False`) over one ExplanationService."""
+    """The API (and the chat at /chat unless `chat=False`) over one ExplanationService; `audit`
+    is the trail of a service made here (default: `$SAFELLM_HOME/audit.sqlite`)."""
     apply_offline_switches()
     settings = settings or Settings()
     keys = KeyRing([k.get_secret_value() for k in settings.api_keys])
     limiter = RateLimiter(settings.api_rate_per_minute)
     state: dict[str, Any] = {}
 
-    state["service"] = service or ExplanationService(settings)
+    state["service"] = service or ExplanationService(settings, audit=audit)
     state["tasks"] = state["service"].available_tasks()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         svc = state["service"]
-        state["audit"] = audit or AuditLog(settings.home / "audit.sqlite")
+        svc.audit  # noqa: B018 - the audit trail is opened (and created) at start-up
         for task in state["tasks"]:  # models, data and risks loaded once, here
             svc.risks(task)
         try:
@@ -335,7 +335,7 @@ def create_app(
     @app.get("/v1/patients", response_model=Patients, responses=ERRORS, tags=["risk"])
     def patients(
         key: Key,
-        task: Annotated[Task, Query(description="Which cohort")],
+        task: Annotated[TaskName, Query(description="Which cohort")],
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Patients:
@@ -354,26 +354,17 @@ def create_app(
         ]
         return Patients(task=task, total=len(frame), items=items)
 
-    def run_explain(
-        body: ExplainRequest, key_id: str, route: str, on_token: Any = None
-    ) -> Explanation:
-        check_ready(body.task)
-        s = svc()
-        model = chosen_model(body.model)
-        facts = s.facts(body.task, body.hadm_id, body.icustay_id, body.question)
-        exp = s.explain_facts(
-            facts,
-            question=body.question,
-            model=model,
-            on_token=on_token,
-            on_llm_error=s.guard.fallback,  # type: ignore[attr-defined]
-        )
-        state["audit"].record(exp, key_id, route)
-        return exp
-
     @app.post("/v1/explain", response_model=Explanation, responses=ERRORS, tags=["explain"])
     def explain(body: ExplainRequest, key: Key) -> Explanation:
-        return run_explain(body, key, "/v1/explain")
+        check_ready(body.task)
+        return svc().explain(
+            body.task,
+            body.hadm_id,
+            body.icustay_id,
+            caller=Caller(key, "/v1/explain"),
+            ask=Ask(body.question, chosen_model(body.model)),
+            fallback=True,
+        )
 
     @app.post(
         "/v1/explain/stream",
@@ -382,35 +373,26 @@ def create_app(
     )
     def explain_stream(body: ExplainRequest, key: Key) -> StreamingResponse:
         check_ready(body.task)
-        chosen_model(body.model)
-        svc().unit(body.task, body.hadm_id, body.icustay_id)  # 404 before the stream starts
-        events: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        ask = Ask(body.question, chosen_model(body.model))
+        # Facts (and a 404 for an unknown patient) before the stream starts
+        facts = svc().facts(body.task, body.hadm_id, body.icustay_id, body.question)
+        events = svc().stream(facts, caller=Caller(key, "/v1/explain/stream"), ask=ask)
 
-        def work() -> None:
-            try:
-                exp = run_explain(
-                    body,
-                    key,
-                    "/v1/explain/stream",
-                    lambda t: events.put(("token", json.dumps({"text": t}))),
-                )
-                events.put(("explanation", exp.model_dump_json()))
-            except SafeLLMError as exc:
-                events.put(("error", json.dumps({"code": type(exc).__name__, "message": str(exc)})))
-            except Exception as exc:  # never a traceback to the client
-                events.put(
-                    ("error", json.dumps({"code": "internal_error", "message": type(exc).__name__}))
-                )
-            finally:
-                events.put(None)
+        def sse() -> Iterator[str]:
+            for e in events:
+                if e.kind == "token":
+                    kind, data = "token", json.dumps({"text": e.text})
+                elif e.explanation is not None:
+                    kind, data = "explanation", e.explanation.model_dump_json()
+                elif isinstance(e.error, SafeLLMError):
+                    kind = "error"
+                    data = json.dumps({"code": type(e.error).__name__, "message": str(e.error)})
+                else:  # never a traceback to the client
+                    kind = "error"
+                    data = json.dumps({"code": "internal_error", "message": type(e.error).__name__})
+                yield f"event: {kind}\ndata: {data}\n\n"
 
-        threading.Thread(target=work, name="safellm-explain", daemon=True).start()
-
-        def stream() -> Iterator[str]:
-            while (item := events.get()) is not None:
-                yield f"event: {item[0]}\ndata: {item[1]}\n\n"
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return StreamingResponse(sse(), media_type="text/event-stream")
 
     app.state.settings = settings
     if chat:

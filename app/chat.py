@@ -5,7 +5,8 @@ ask "why is this patient high risk?". The answer streams in sentence by sentence
 guard; its citations are links to the cited fact or note chunk in the evidence panel; a badge
 says whether the guard passed it, re-asked, refused or fell back (and what it found). Follow-up
 questions about the same patient use the chat prompt. When API keys are configured, the chat asks
-for one (any user name, the key as password).
+for one (any user name, the key as password). Every answer is recorded in the audit trail by the
+explanation use case, with the route `/chat` and the signed-in user's name.
 """
 
 import html
@@ -18,7 +19,8 @@ import pandas as pd
 
 from safellm.explain.facts import Facts, shown_value
 from safellm.rationale import CITATION, Explanation
-from safellm.service import ExplanationService
+from safellm.services.explanation import Ask, Caller, ExplanationService
+from safellm.tasks import task_spec
 
 CSS = """
 .evidence div:target { background: #fff3b0; outline: 2px solid #e0a800; }
@@ -51,43 +53,36 @@ def evidence_html(facts: Facts) -> str:
     return '<div class="evidence">' + "".join(rows) + "</div>"
 
 
+ICONS = {"fallback": "⚠️", "refused": "🛑", "re-asked": "🔁", "passed": "✅"}
+
+
 def badge(exp: Explanation) -> str:
     g = exp.guard
-    head = {
-        "fallback": "⚠️ **fallback** — the model's answer failed the checks; the grounded summary is shown",
-        "refused": "🛑 **refused** — outside the scope of this patient's risk",
-        "re-asked": f"🔁 **passed after {g.attempts - 1} re-ask(s)**",
-        "passed": "✅ **passed** every check",
-    }[g.outcome]
+    head = f"{ICONS[g.outcome]} **{g.verdict}**"
     rules = ", ".join(g.rules) or "none"
     return f"{head} · found: {rules} · policy {exp.versions.policy} · {exp.versions.llm}"
 
 
 def build_chat(service: ExplanationService, tasks: list[str]) -> gr.Blocks:
     def choices(task: str) -> list[tuple[str, str]]:
+        spec = task_spec(task)
         frame = service.risks(task).head(50)
         out = []
         for r in frame.itertuples():
-            unit = (
-                f"ICU stay {int(r.icustay_id)}"
-                if task == "icu_mortality"
-                else f"admission {int(r.hadm_id)}"
-            )
-            value = str(int(r.icustay_id) if task == "icu_mortality" else int(r.hadm_id))
-            risk = f"{r.risk:.1f} days" if task == "los" else f"{r.risk:.0%}"
-            out.append((f"{unit} — {risk} ({r.band})", value))
+            value = str(int(getattr(r, spec.unit)))
+            risk = spec.format_risk(r.risk, 1 if spec.in_days else 0)
+            out.append((f"{spec.unit_name} {value} — {risk} ({r.band})", value))
         return out
 
-    def unit_ids(task: str, value: str) -> tuple[int | None, int | None]:
-        return (None, int(value)) if task == "icu_mortality" else (int(value), None)
+    def facts_of(task: str, value: str, question: str | None = None) -> Facts:
+        return service.facts(task, **{task_spec(task).unit: int(value)}, question=question)
 
     def pick(task: str, value: str | None) -> tuple[Any, ...]:
         if not value:
             return "", None, "", [], ""
-        hadm, icu = unit_ids(task, value)
-        facts = service.facts(task, hadm, icu)
+        facts = facts_of(task, value)
         p = facts.prediction
-        risk = f"{p.risk:.1f} days" if task == "los" else f"{p.risk:.1%}"
+        risk = task_spec(task).format_risk(p.risk)
         head = f"### Predicted {risk} — band **{p.band}**\nmodel {facts.model}, bundle {facts.model_version}"
         bars = pd.DataFrame(
             {
@@ -99,58 +94,45 @@ def build_chat(service: ExplanationService, tasks: list[str]) -> gr.Blocks:
         return head, bars, evidence_html(facts), [], ""
 
     def ask(
-        task: str, value: str | None, question: str, history: list[dict[str, str]]
+        task: str,
+        value: str | None,
+        question: str,
+        history: list[dict[str, str]],
+        request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
         if not value or not question.strip():
             yield history, "", gr.update()
             return
-        hadm, icu = unit_ids(task, value)
         earlier = [
             (history[i]["content"], history[i + 1]["content"])
             for i in range(0, len(history) - 1, 2)
             if history[i]["role"] == "user"
         ]
-        facts = service.facts(task, hadm, icu, question)
+        facts = facts_of(task, value, question)
         history = [
             *history,
             {"role": "user", "content": question},
             {"role": "assistant", "content": ""},
         ]
         streamed: list[str] = []
-        import queue
-        import threading
-
-        events: queue.Queue[Any] = queue.Queue()
-
-        def work() -> None:
-            try:
-                exp = service.explain_facts(
-                    facts,
-                    question=question,
-                    prompt="chat" if earlier else "explain-risk",
-                    history=earlier or None,
-                    on_token=lambda t: events.put(("token", t)),
-                    on_llm_error=service.guard.fallback,  # type: ignore[attr-defined]
-                )
-                events.put(("done", exp))
-            except Exception as exc:  # shown as a message, never a traceback
-                events.put(("error", exc))
-
-        threading.Thread(target=work, daemon=True).start()
-        while True:
-            kind, item = events.get()
-            if kind == "token":
-                streamed.append(item)
+        user = getattr(request, "username", None) or "-"
+        for e in service.stream(
+            facts,
+            caller=Caller(f"chat:{user}", "/chat"),
+            ask=Ask(
+                question, prompt="chat" if earlier else "explain-risk", history=earlier or None
+            ),
+        ):
+            if e.kind == "token":
+                streamed.append(e.text)
                 history[-1]["content"] = html.escape("".join(streamed))
                 yield history, "", gr.update()
-            elif kind == "done":
-                history[-1]["content"] = _linked(item.rationale.text)
-                yield history, badge(item), evidence_html(item.facts)
-                return
-            else:
-                history[-1]["content"] = html.escape(f"Could not answer: {item}")
+            elif e.explanation is not None:
+                history[-1]["content"] = _linked(e.explanation.rationale.text)
+                yield history, badge(e.explanation), evidence_html(e.explanation.facts)
+            else:  # shown as a message, never a traceback
+                history[-1]["content"] = html.escape(f"Could not answer: {e.error}")
                 yield history, "", gr.update()
-                return
 
     with gr.Blocks(title="SafeLLM chat") as chat:
         gr.Markdown("## SafeLLM — why is this patient at risk?")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +22,10 @@ from safellm.evals.cases import Resolved, resolve
 from safellm.evals.evaluators import Context, Output
 from safellm.evals.suite import Suite
 from safellm.explain.facts import Facts
+from safellm.fsutil import atomic_write_text
 from safellm.llm.base import ChatModel, ChatRequest, ChatResponse, TokenSink
 from safellm.llm.prompts import Prompt
-from safellm.rationale import Explanation, PassThrough, explain
+from safellm.rationale import Explanation, GuardStep, PassThrough, explain
 
 Progress = Callable[[int, str], None]
 FactsFor = Callable[[str, int, str], Facts]  # (task, rank, question) -> Facts
@@ -119,7 +119,7 @@ def _output(
 
 
 def run_case(
-    r: Resolved, model: ChatModel, prompts: dict[str, Prompt], guard: object, ctx: Context
+    r: Resolved, model: ChatModel, prompts: dict[str, Prompt], guard: GuardStep, ctx: Context
 ) -> CaseResult:
     rec = model if isinstance(model, Recorder) else Recorder(model)
     rec.memo.clear()
@@ -135,8 +135,8 @@ def run_case(
                 prompt,
                 question=r.question,
                 history=r.history,
-                guard=PassThrough() if mode == "raw" else guard,  # type: ignore[arg-type]
-                on_llm_error=None if mode == "raw" else guard.fallback,  # type: ignore[attr-defined]
+                guard=PassThrough() if mode == "raw" else guard,
+                fallback=mode == "guarded",
             )
         except LLMError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -144,25 +144,18 @@ def run_case(
     return CaseResult(key="", raw=outputs[0], guarded=outputs[1])
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_model(
     resolved: list[Resolved],
     model: ChatModel,
     prompts: dict[str, Prompt],
-    guard: object,
+    guard: GuardStep,
     ctx: Context,
     cache_dir: Path,
     progress: Progress | None = None,
 ) -> tuple[list[CaseResult], int]:
     """Every case on one model and prompt set; returns the results and how many came from the
     cache. A case's result is written as soon as it is done."""
-    policy = getattr(guard, "policy_version", "none")
+    policy = guard.policy_version
     rec = Recorder(model)
     results, cached = [], 0
     for r in resolved:
@@ -180,7 +173,7 @@ def run_model(
             cached += 1
         else:
             res = run_case(r, rec, prompts, guard, ctx).model_copy(update={"key": key})
-            _write_atomic(path, res.model_dump_json(indent=1))
+            atomic_write_text(path, res.model_dump_json(indent=1))
             results.append(res)
         if progress:
             progress(1, r.case.id)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ from scipy.stats import rankdata
 from safellm.errors import UserInputError
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import Estimate
-from safellm.risk.plots import save_figure
+from safellm.risk.plots import pyplot, save_figure
 
 ATTRIBUTES: tuple[str, ...] = ("sex", "ethnicity_group", "insurance", "age_band")
 AGE_BANDS: tuple[str, ...] = ("<50", "50-64", "65-79", "80+")
@@ -431,16 +431,6 @@ def gap_table(report: FairnessReport) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the non-interactive Agg backend (safe on servers and in tests)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 _COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3")

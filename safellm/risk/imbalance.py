@@ -37,9 +37,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from safellm.errors import UserInputError
 from safellm.risk.dataset import TaskData
 from safellm.risk.evaluate import CLASSIFICATION, Estimate, Metric, bootstrap
-from safellm.risk.fairness import pyplot
 from safellm.risk.pipelines import MODELS, make_pipeline
-from safellm.risk.plots import save_figure
+from safellm.risk.plots import pyplot, save_figure
 from safellm.risk.train import _check_size, outer_splitter
 
 STRATEGIES: dict[str, str] = {

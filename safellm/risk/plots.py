@@ -1,9 +1,12 @@
-"""Model plots (PNG, matplotlib Agg): PR and calibration curves, SHAP beeswarm and waterfall."""
+"""Model plots (PNG, matplotlib Agg): PR and calibration curves, SHAP beeswarm, metric forest plots."""
 
 from __future__ import annotations
 
+import base64
+import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,8 +15,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, precision_recall_curve
-
-from safellm.explain.facts import Facts
 
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110, tight: bool = True) -> Path:
@@ -25,6 +26,19 @@ def save_figure(fig: plt.Figure, path: Path, dpi: int = 110, tight: bool = True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def png_base64(fig: plt.Figure, dpi: int = 110) -> str:
+    """A figure as base64 PNG, to embed in HTML."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (safe on servers and in tests), which
+    this module selects when imported: for modules that draw figures of their own."""
+    return plt
 
 
 def pr_curves(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
@@ -91,37 +105,6 @@ def beeswarm(
     fig = plt.gcf()
     fig.set_size_inches(8, 6)
     plt.title(title)
-    return save_figure(fig, path)
-
-
-def waterfall(facts: Facts, path: Path, max_display: int = 12) -> Path:
-    import shap
-
-    c = facts.contributions
-    # shap prints "value = name"; categorical and missing values have no number to show
-    data = np.array([float(f"{x.value:.4g}") if isinstance(x.value, float) else np.nan for x in c])
-    names = [
-        f"{x.label} ({x.unit})"
-        if isinstance(x.value, float)
-        else f"{x.label}: {'not measured' if x.value is None else x.value}"
-        for x in c
-    ]
-    exp = shap.Explanation(
-        values=np.array([x.shap for x in c]),
-        base_values=facts.prediction.base_value,
-        data=data,
-        feature_names=names,
-    )
-    shap.plots.waterfall(exp, max_display=max_display, show=False)
-    fig = plt.gcf()
-    fig.set_size_inches(9, 6)
-    p = facts.prediction
-    risk = f"{p.risk:.1%}" if facts.task != "los" else f"{p.risk:.1f} days"
-    plt.title(
-        f"{facts.task}, admission {facts.hadm_id}: predicted {risk} ({p.band}); "
-        f"contributions in {p.space}",
-        fontsize=10,
-    )
     return save_figure(fig, path)
 
 

@@ -1,11 +1,12 @@
-"""`safellm eval` without the command line: load the suite, make its cases concrete on the built
-data and models, run each model and prompt raw and guarded, run the guard mutation test, score,
-check the gates, write the reports and log to MLflow."""
+"""Evaluation, the use case behind `safellm eval`: load the suite, make its cases concrete on the
+built data and models, run each model and prompt raw and guarded, run the guard mutation test,
+score, check the gates, write the reports and log to MLflow."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,19 +16,22 @@ from safellm.config import Settings
 from safellm.errors import ConfigError, UnknownPatientError
 from safellm.evals import render
 from safellm.evals.cases import Resolved
-from safellm.evals.evaluators import MUTATION_METRICS, RUN_METRICS, Context, evaluators
+from safellm.evals.evaluators import METRICS, MUTATION_METRICS, RUN_METRICS, Context, evaluators
 from safellm.evals.mutations import MutationReport, mutation_test
 from safellm.evals.report import EvalReport, check_gates, family_counts, summarize
 from safellm.evals.runner import _slug, resolve_all, run_model
 from safellm.evals.suite import Suite, load_suite
 from safellm.explain.facts import Facts
+from safellm.fsutil import atomic_write_text
 from safellm.guard.checker import Checker
 from safellm.guard.policy import Policy
 from safellm.llm.prompts import Prompt, load_prompt
+from safellm.progress import Stage, quiet
 from safellm.rationale import prompt_variables
+from safellm.services.calibration import calibrate_grounding
+from safellm.services.explanation import ExplanationService, prepare_local_model
 
-Stage = Callable[[str, int], Callable[[int, str], None]]  # (title, total) -> advance(n, step)
-DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "evals" / "default.v1.yaml"
+DEFAULT_SUITE = "default.v1.yaml"  # in `settings.evals_dir`
 
 
 def parse_prompt(spec: str) -> tuple[str, int | None]:
@@ -38,17 +42,14 @@ def parse_prompt(spec: str) -> tuple[str, int | None]:
     return name, int(version) if version else None
 
 
-def facts_source(service: Any) -> Callable[[str, int, str], Facts]:
+def facts_source(service: ExplanationService) -> Callable[[str, int, str], Facts]:
     def facts_for(task: str, rank: int, question: str) -> Facts:
         risks = service.risks(task)
         if rank > len(risks):
             raise UnknownPatientError(
                 f"rank {rank} asked, but the {task} cohort has {len(risks)} units"
             )
-        row = risks.iloc[rank - 1]
-        if task == "icu_mortality":
-            return service.facts(task, icustay_id=int(row["icustay_id"]), question=question)
-        return service.facts(task, hadm_id=int(row["hadm_id"]), question=question)
+        return service.facts_of(task, risks.iloc[rank - 1], question)
 
     return facts_for
 
@@ -64,13 +65,11 @@ def with_thresholds(policy: Policy, sim: float, judge: float | None) -> Policy:
 
 
 def calibration(
-    suite_path: Path, suite: Suite, service: Any, out_dir: Path, stage: Stage
+    suite_path: Path, suite: Suite, service: ExplanationService, out_dir: Path, stage: Stage
 ) -> dict[str, Any] | None:
     """Note-grounding thresholds tuned on the suite's labelled set (cached in `out_dir`)."""
     if not suite.grounding_set:
         return None
-    from safellm.guard.calibrate import calibrate, load_set
-
     path = suite_path.parent / suite.grounding_set
     judge_on = service.settings.guard_judge
     digest = hashlib.sha256(path.read_bytes() + str(judge_on).encode()).hexdigest()[:16]
@@ -79,23 +78,11 @@ def calibration(
         known = json.loads(cached.read_text(encoding="utf-8"))
         if known.get("digest") == digest:
             return dict(known)
-    data = load_set(path)
-
-    def similarity(a: str, b: str) -> float:
-        v = service.embedder.embed([a, b])
-        return float(v[0] @ v[1])
-
-    judge = None
-    if judge_on:
-        from safellm.llm.local import LocalJudge
-
-        judge = LocalJudge(service.settings)
-    n = sum(len(p.supported) + len(p.unsupported) for p in data.pairs)
-    advance = stage("Tuning note grounding", n)
-    result = calibrate(data, similarity, judge, progress=lambda k: advance(k, ""))
+    result = calibrate_grounding(
+        service.settings, path, judge=judge_on, embedder=service.embedder, stage=stage
+    )
     found = {"digest": digest, **result.model_dump()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(found, indent=1), encoding="utf-8")
+    atomic_write_text(cached, json.dumps(found, indent=1))
     return found
 
 
@@ -123,18 +110,22 @@ def mutation_bases(resolved: list[Resolved], prompt: Prompt) -> list[tuple[str, 
 def run_eval(
     settings: Settings,
     *,
-    suite_path: Path = DEFAULT_SUITE,
+    suite_path: Path | None = None,
     models: list[str] | None = None,
     prompts: list[str] | None = None,
-    out_dir: Path,
-    service: Any = None,
-    stage: Stage | None = None,
+    out_dir: Path | None = None,
+    service: ExplanationService | None = None,
+    stage: Stage = quiet,
     limit: int | None = None,
     mlflow: bool = True,
+    fresh: bool = False,
 ) -> tuple[EvalReport, dict[str, Path]]:
-    from safellm.service import ExplanationService
-
-    stage = stage or (lambda title, total: lambda n, step: None)
+    """Run the suite at `suite_path` [the default suite of `settings.evals_dir`], reports in
+    `out_dir` [`$SAFELLM_HOME/eval/SUITE`]; `fresh`: forget the cached case results first."""
+    suite_path = suite_path or settings.evals_dir / DEFAULT_SUITE
+    out_dir = out_dir or settings.home / "eval" / suite_path.name.removesuffix(".yaml")
+    if fresh and (out_dir / "cases").is_dir():
+        shutil.rmtree(out_dir / "cases")
     suite = load_suite(suite_path, set(RUN_METRICS) | set(MUTATION_METRICS))
     if limit is not None:
         suite = suite.model_copy(update={"cases": suite.cases[:limit]})
@@ -147,6 +138,8 @@ def run_eval(
             f"under {settings.home}: run `safellm demo` then `safellm train` (or set SAFELLM_HOME)"
         )
     names = models or [settings.llm_model]
+    if "local" in names or settings.guard_judge:
+        prepare_local_model(settings, stage)
     chat_models = {name: service.model(name) for name in names}  # unknown names fail here
     variants = prompts or [suite.prompt]
     loaded: dict[str, Prompt] = {}
@@ -193,10 +186,7 @@ def run_eval(
 
     mutation: MutationReport = mutation_test(bases, flags, lambda n: advance(n, ""))
     gates = check_gates(suite.gates, runs, mutation)
-    descriptions = {ev.name: ev.description for ev in evs} | {
-        "detection_rate": "Mutants (corrupted correct rationales) flagged by the guard.",
-        "false_flag_rate": "Correct rationales flagged by the guard.",
-    }
+    descriptions = {m.name: m.description for m in METRICS.values()}
     report = EvalReport(
         suite=suite.label,
         suite_digest=suite.digest(),

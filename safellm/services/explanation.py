@@ -1,23 +1,33 @@
-"""The explanation service: the edge that loads data, model bundles, notes, prompts and LLMs (once
-each) and runs the pure pipeline of `safellm.rationale` for one patient. The CLI, the REST API and
-the chat all go through it.
+"""Explanation, the use case behind `safellm explain`, `safellm demo`, the REST API and the chat:
+predict → Facts → note evidence → rationale → guard → audit, for one patient.
+
+`ExplanationService` loads data, model bundles, notes, prompts, the guard and LLMs once each and
+runs the pure pipeline of `safellm.rationale`. Every explanation it serves, from any front end, is
+appended to the audit trail here and nowhere else; `stream` is the one streaming helper of the
+API and the chat (the explanation runs on a worker thread, its tokens come out as events).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from safellm.audit import AuditLog, AuditRecord, now, sha256
 from safellm.config import Settings
 from safellm.data import notes as notes_io
 from safellm.errors import UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
-from safellm.llm.base import ChatModel, TokenSink, get_model
+from safellm.explain.loader import Explainer, load_explainer
+from safellm.guard.guard import ClinicalGuard
+from safellm.llm.base import ChatModel, TokenSink
 from safellm.llm.prompts import Prompt, load_prompt
+from safellm.llm.registry import get_model
 from safellm.llm.retrieval import (
     Embedder,
     EmbeddingSupport,
@@ -25,7 +35,63 @@ from safellm.llm.retrieval import (
     query_for,
     retrieve,
 )
-from safellm.rationale import Explanation, GuardStep, explain
+from safellm.progress import Stage, quiet
+from safellm.rationale import Explanation, explain
+from safellm.tasks import TASKS, task_spec
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked, as the audit trail records it: a key id (never the key) and the route."""
+
+    key_id: str
+    route: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What is asked (None: the prompt's default question), of which model (None: the settings'
+    default) with which prompt, after which earlier questions and answers (the chat prompt)."""
+
+    question: str | None = None
+    model: str | None = None
+    prompt: str = "explain-risk"
+    history: list[tuple[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a streamed explanation: a `token` of shown text, then either the finished
+    Explanation (`done`) or the error that stopped it (`error`)."""
+
+    kind: str  # "token" | "done" | "error"
+    text: str = ""
+    explanation: Explanation | None = None
+    error: Exception | None = None
+
+
+def audit_record(exp: Explanation, caller: Caller) -> AuditRecord:
+    """What the audit trail keeps of an explanation: ids, versions, outcome, latency, hashes."""
+    return AuditRecord(
+        at=now(),
+        key_id=caller.key_id,
+        route=caller.route,
+        task=exp.task,
+        subject_id=exp.subject_id,
+        hadm_id=exp.hadm_id,
+        icustay_id=exp.icustay_id,
+        risk_model=exp.versions.risk_model,
+        prompt=exp.versions.prompt,
+        policy=exp.versions.policy,
+        llm=exp.versions.llm,
+        guard_passed=exp.guard.passed,
+        fallback_used=exp.guard.fallback_used,
+        attempts=exp.guard.attempts,
+        violations=exp.guard.rules,
+        latency_ms=round(exp.latency_s * 1000, 1),
+        answer_sha256=sha256(exp.rationale.text),
+        question_sha256=sha256(exp.question),
+    )
 
 
 class ExplanationService:
@@ -36,15 +102,17 @@ class ExplanationService:
         settings: Settings,
         *,
         embedder: Embedder | None = None,
-        guard: GuardStep | None = None,
+        guard: ClinicalGuard | None = None,
         models: dict[str, ChatModel] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._guard = guard
+        self._audit = audit
         self._models: dict[str, ChatModel] = dict(models or {})
         self._tasks: dict[str, Any] = {}
-        self._explainers: dict[str, Any] = {}
+        self._explainers: dict[str, Explainer] = {}
         self._prompts: dict[str, Prompt] = {}
         self._lock = threading.RLock()
 
@@ -57,21 +125,16 @@ class ExplanationService:
                 self._tasks[task] = load_task(self.settings.data_dir, task)
             return self._tasks[task]
 
-    def explainer(self, task: str) -> Any:
+    def explainer(self, task: str) -> Explainer:
         """The task's explainer for `settings.risk_model`: tabular (SHAP) or temporal (IG)."""
         with self._lock:
             if task not in self._explainers:
-                if self.settings.risk_model == "temporal":
-                    from safellm.data.events import load_events
-                    from safellm.risk.temporal_registry import check_temporal, load_temporal
-
-                    bundle = load_temporal(self.settings.models_dir, check_temporal(task))
-                    events = load_events(self.settings.data_dir, task)
-                    self._explainers[task] = bundle.explainer(events)
-                else:
-                    from safellm.risk.registry import load_bundle
-
-                    self._explainers[task] = load_bundle(self.settings.models_dir, task).explainer()
+                self._explainers[task] = load_explainer(
+                    self.settings.models_dir,
+                    self.settings.data_dir,
+                    task,
+                    self.settings.risk_model,
+                )
             return self._explainers[task]
 
     def model(self, name: str | None = None) -> ChatModel:
@@ -88,12 +151,11 @@ class ExplanationService:
             return self._prompts[name]
 
     @property
-    def guard(self) -> GuardStep:
+    def guard(self) -> ClinicalGuard:
         """The clinical guard of `SAFELLM_GUARD_POLICY`, built once (an invalid policy fails here,
         at start-up, with the rule named)."""
         with self._lock:
             if self._guard is None:
-                from safellm.guard.guard import ClinicalGuard
                 from safellm.guard.policy import load_policy
 
                 policy = load_policy(self.settings.guard_policy)
@@ -115,16 +177,25 @@ class ExplanationService:
             self._embedder = MiniLMEmbedder()
         return self._embedder
 
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail, `$SAFELLM_HOME/audit.sqlite` unless one was given."""
+        with self._lock:
+            if self._audit is None:
+                self._audit = AuditLog(self.settings.audit_path)
+            return self._audit
+
     # ------------------------------------------------------------------------------- patients
     def unit(
         self, task: str, hadm_id: int | None = None, icustay_id: int | None = None
     ) -> pd.Series:
         """The row of the task table for this admission or ICU stay."""
+        spec = task_spec(task)
         frame = self.task_data(task).frame
         if (hadm_id is None) == (icustay_id is None):
             raise UserInputError("give exactly one of hadm_id or icustay_id")
         if icustay_id is not None:
-            if task != "icu_mortality":
+            if spec.unit != "icustay_id":
                 raise UserInputError(f"task {task} is per admission: give hadm_id, not icustay_id")
             rows = frame[frame["icustay_id"] == icustay_id]
             what = f"ICU stay {icustay_id}"
@@ -166,6 +237,12 @@ class ExplanationService:
                 )
         return full.model_copy(update={"contributions": top, "notes": evidence})
 
+    def facts_of(self, task: str, row: Any, question: str | None = None) -> Facts:
+        """`facts` for a row of `risks(task)` (or of the task table): its unit id picked by the
+        task's unit."""
+        unit = task_spec(task).unit
+        return self.facts(task, **{unit: int(row[unit])}, question=question)
+
     def risks(self, task: str) -> pd.DataFrame:
         """Every unit of the task with its predicted risk and band, highest first (cached)."""
         from safellm.explain.facts import band_for
@@ -184,7 +261,6 @@ class ExplanationService:
 
     def available_tasks(self) -> list[str]:
         """Tasks with built data and a trained model."""
-        from safellm.data.cohorts import TASKS
         from safellm.data.events import events_file
         from safellm.risk.temporal_registry import task_dir
 
@@ -208,39 +284,83 @@ class ExplanationService:
         hadm_id: int | None = None,
         icustay_id: int | None = None,
         *,
-        question: str | None = None,
-        model: str | None = None,
-        prompt: str = "explain-risk",
-        history: list[tuple[str, str]] | None = None,
+        caller: Caller,
+        ask: Ask = Ask(),
         on_token: TokenSink | None = None,
+        fallback: bool = False,
     ) -> Explanation:
-        facts = self.facts(task, hadm_id, icustay_id, question)
+        """Facts, evidence and the guarded rationale for one unit, audited."""
+        facts = self.facts(task, hadm_id, icustay_id, ask.question)
         return self.explain_facts(
-            facts, question=question, model=model, prompt=prompt, history=history, on_token=on_token
+            facts, caller=caller, ask=ask, on_token=on_token, fallback=fallback
         )
 
     def explain_facts(
         self,
         facts: Facts,
         *,
-        question: str | None = None,
-        model: str | None = None,
-        prompt: str = "explain-risk",
-        history: list[tuple[str, str]] | None = None,
+        caller: Caller,
+        ask: Ask = Ask(),
         on_token: TokenSink | None = None,
-        on_llm_error: Callable[[Facts, Exception], Any] | None = None,
+        fallback: bool = False,
     ) -> Explanation:
-        """The rationale for Facts already made by `facts` (which this does not repeat)."""
-        return explain(
+        """The guarded rationale for Facts already made by `facts` (which this does not repeat),
+        appended to the audit trail. `fallback`: a failing model gives the grounded fallback
+        instead of an LLMError."""
+        exp = explain(
             facts,
-            self.model(model),
-            self.prompt(prompt),
-            question=question,
-            history=history,
+            self.model(ask.model),
+            self.prompt(ask.prompt),
+            question=ask.question,
+            history=ask.history,
             guard=self.guard,
             on_token=on_token,
-            on_llm_error=on_llm_error,
+            fallback=fallback,
         )
+        self.audit.append(audit_record(exp, caller))
+        return exp
+
+    def stream(self, facts: Facts, *, caller: Caller, ask: Ask = Ask()) -> Iterator[Event]:
+        """`explain_facts` (with the fallback on model faults) on a worker thread: its shown text
+        token by token, then the Explanation, or the error that stopped it."""
+        events: queue.Queue[Event | None] = queue.Queue()
+
+        def work() -> None:
+            try:
+                exp = self.explain_facts(
+                    facts,
+                    caller=caller,
+                    ask=ask,
+                    on_token=lambda t: events.put(Event("token", text=t)),
+                    fallback=True,
+                )
+                events.put(Event("done", explanation=exp))
+            except Exception as exc:  # handed to the front end, which says it without a traceback
+                events.put(Event("error", error=exc))
+            finally:
+                events.put(None)
+
+        threading.Thread(target=work, name="safellm-explain", daemon=True).start()
+        while (event := events.get()) is not None:
+            yield event
+
+
+def prepare_local_model(settings: Settings, stage: Stage = quiet) -> None:
+    """Assemble the packaged local model into its cache (once) before first use."""
+    from safellm.llm.local import PACKAGED, assemble
+
+    packaged = PACKAGED.get(settings.local_model)
+    if settings.local_model_path is not None or packaged is None:
+        return  # a user GGUF, or a name that get_model will refuse with a clear error
+    mib = 1024 * 1024
+    advance = stage(f"Assembling {packaged.name} (once)", packaged.size // mib)
+    state = {"done": 0}
+
+    def moved(done: int, _total: int) -> None:
+        advance(done // mib - state["done"], "MiB")
+        state["done"] = done // mib
+
+    assemble(packaged, settings.model_cache_dir, progress=moved)
 
 
 class _LazyEmbedder:

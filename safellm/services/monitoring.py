@@ -1,13 +1,11 @@
-"""`safellm monitor` without the command line: the task's training data as reference, a current
-batch (another built data folder: a later time window, another hospital), the model's predictions
+"""Monitoring, the use case behind `safellm monitor`: the task's training data as reference, a
+current batch (another built data folder: a later time window, another hospital), the model's predictions
 on both, and the guard outcomes of the audit trail over time → a drift report (JSON + HTML with
 plots). Alert when any feature, the predictions or the explanations' quality drifted."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from safellm.audit import AuditLog
+from safellm.config import Settings
+from safellm.explain.loader import tabular_explainer
+from safellm.fsutil import atomic_write_text
+from safellm.risk.dataset import load_task
 from safellm.risk.drift import (
     FeatureDrift,
     QualityDrift,
@@ -23,6 +26,7 @@ from safellm.risk.drift import (
     prediction_drift,
     quality_drift,
 )
+from safellm.risk.plots import png_base64, pyplot
 
 
 class MonitorReport(BaseModel):
@@ -43,8 +47,6 @@ def audit_rows(path: Path, task: str) -> list[tuple[datetime, bool, bool]]:
     """(time, passed at first draft, fallback used) of the task's answers in the audit trail."""
     if not path.is_file():
         return []
-    from safellm.audit import AuditLog
-
     rows = []
     for r in AuditLog(path).records():
         if r.task != task:
@@ -54,28 +56,40 @@ def audit_rows(path: Path, task: str) -> list[tuple[datetime, bool, bool]]:
     return rows
 
 
+def thresholds_of(settings: Settings) -> Thresholds:
+    return Thresholds(
+        psi_alert=settings.drift_psi_alert,
+        ks_alpha=settings.drift_ks_alpha,
+        ks_min_stat=settings.drift_ks_min_stat,
+        quality_rate_increase=settings.drift_quality_rate_increase,
+    )
+
+
 def run_monitor(
+    settings: Settings,
     *,
     task: str,
-    reference_dir: Path,
     current_dir: Path,
-    models_dir: Path,
-    audit_path: Path,
-    thresholds: Thresholds,
-    window: timedelta,
-    out_dir: Path,
+    reference_dir: Path | None = None,
+    window: timedelta = timedelta(days=7),
+    out_dir: Path | None = None,
 ) -> tuple[MonitorReport, dict[str, Path]]:
-    from safellm.risk.dataset import load_task
+    """Drift of `current_dir` against `reference_dir` [the built data of `settings`] for the
+    task's tabular model, and of the audit trail's guard outcomes over `window`-long windows;
+    reports in `out_dir` [`$SAFELLM_HOME/monitor/TASK`]."""
     from safellm.risk.registry import load_bundle
 
+    thresholds = thresholds_of(settings)
+    reference_dir = reference_dir or settings.data_dir
+    out_dir = out_dir or settings.home / "monitor" / task
     ref = load_task(reference_dir, task)
     cur = load_task(current_dir, task)
-    explainer = load_bundle(models_dir, task).explainer()
+    explainer = tabular_explainer(load_bundle(settings.models_dir, task))
     p_ref = explainer.risk(explainer.attributions(ref.frame)[1])
     p_cur = explainer.risk(explainer.attributions(cur.frame)[1])
     features = feature_drift(ref.frame, cur.frame, ref.numeric, ref.categorical, thresholds)
     pred = prediction_drift(p_ref, p_cur, thresholds)
-    quality = quality_drift(audit_rows(audit_path, task), window, thresholds)
+    quality = quality_drift(audit_rows(settings.audit_path, task), window, thresholds)
     alerts = [f"{f.feature}: {f.why}" for f in features if f.alert]
     if pred.alert:
         alerts.append(f"predictions: {pred.why}")
@@ -94,29 +108,18 @@ def run_monitor(
         alerts=alerts,
         alert=bool(alerts),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "drift.json", "html": out_dir / "drift.html"}
-    paths["json"].write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    atomic_write_text(paths["json"], report.model_dump_json(indent=1))
     shown = {f.feature for f in features[:4]}
     samples = {f: (ref.frame[f], cur.frame[f]) for f in shown if f in ref.numeric}
-    paths["html"].write_text(render_html(report, samples, p_ref, p_cur), encoding="utf-8")
+    atomic_write_text(paths["html"], render_html(report, samples, p_ref, p_cur))
     return report, paths
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def render_html(
     report: MonitorReport, samples: dict[str, Any], p_ref: np.ndarray, p_cur: np.ndarray
 ) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figs = []
     top = report.features[:20]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1))
@@ -128,7 +131,7 @@ def render_html(
     ax.axvline(report.thresholds.psi_alert, color="k", ls="--", lw=1)
     ax.invert_yaxis()
     ax.set_xlabel("PSI (red: alert)")
-    figs.append(("PSI per feature (largest 20)", _png(fig)))
+    figs.append(("PSI per feature (largest 20)", png_base64(fig)))
     plt.close(fig)
     for name, (r, c) in samples.items():
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -138,13 +141,13 @@ def render_html(
             ax.step(v, np.arange(1, len(v) + 1) / max(len(v), 1), label=label)
         ax.set_title(name)
         ax.legend()
-        figs.append((f"{name}: cumulative distribution", _png(fig)))
+        figs.append((f"{name}: cumulative distribution", png_base64(fig)))
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist([p_ref, p_cur], bins=30, density=True, label=["reference", "current"])
     ax.legend()
     ax.set_title("Predictions")
-    figs.append(("Prediction distribution", _png(fig)))
+    figs.append(("Prediction distribution", png_base64(fig)))
     plt.close(fig)
     if report.quality.windows:
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -156,7 +159,7 @@ def render_html(
         ax.set_ylim(0, 1)
         ax.legend()
         ax.tick_params(axis="x", rotation=45)
-        figs.append(("Explanation quality over time (audit trail)", _png(fig)))
+        figs.append(("Explanation quality over time (audit trail)", png_base64(fig)))
         plt.close(fig)
     rows = "".join(
         f"<tr><td>{html.escape(f.feature)}</td><td>{f.kind}</td><td>{f.psi:.3f}</td>"

@@ -1,5 +1,6 @@
-"""`safellm train --temporal` for one task: grouped-CV training of the temporal model, metrics with
-CIs beside the tabular models' (same data, same folds), plots, bundle. Every output lands in
+"""Training the temporal model, the use case behind `safellm train --temporal`: for each task,
+grouped-CV training of the temporal model, metrics with CIs beside the tabular models' (same data,
+same folds), plots, bundle. Every output lands in
 `<home>/runs/<version>/` and in the bundle."""
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from safellm.config import Settings
 from safellm.errors import ArtifactError
 from safellm.fsutil import staged_dir
+from safellm.progress import Stage, by_step, quiet
 from safellm.risk import plots
 from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import code_version, new_version
 from safellm.risk.temporal_registry import (
     MODEL_NAME,
     TemporalMeta,
-    check_temporal,
     save_temporal,
 )
+from safellm.tasks import TEMPORAL_TASKS, temporal_task
 
 Progress = Callable[[str], None]
 COMPARED = ("auroc", "auprc", "brier")
@@ -76,7 +79,7 @@ def train_temporal_and_register(
 
     started = time.perf_counter()
     step = progress or (lambda _s: None)
-    td = load_task(data_dir, check_temporal(task))
+    td = load_task(data_dir, temporal_task(task))
     events = load_events(data_dir, task)
     run = train_temporal(td, events, seed=seed, n_boot=n_boot, progress=step)
     prob = 1 / (1 + np.exp(-run.oof))
@@ -153,3 +156,28 @@ def train_temporal_and_register(
         seconds_per_epoch=meta.seconds_per_epoch,
         seconds=time.perf_counter() - started,
     )
+
+
+def train_temporal_tasks(
+    settings: Settings,
+    task: str = "all",
+    *,
+    data_dir: Path | None = None,
+    home: Path | None = None,
+    n_boot: int = 200,
+    stage: Stage = quiet,
+) -> list[TemporalSummary]:
+    """Train and register the temporal model of `task` (`all`: every task it predicts)."""
+    tasks = list(TEMPORAL_TASKS) if task == "all" else [temporal_task(task)]
+    advance = stage("Training the temporal model", len(tasks) * temporal_steps())
+    return [
+        train_temporal_and_register(
+            t,
+            data_dir or settings.data_dir,
+            home or settings.home,
+            seed=settings.seed,
+            n_boot=n_boot,
+            progress=by_step(advance),
+        )
+        for t in tasks
+    ]

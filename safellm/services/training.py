@@ -1,5 +1,6 @@
-"""`safellm train` for one task: train + evaluate, fairness, imbalance analysis, plots, model card,
-bundle, MLflow run. Every output lands in `<home>/runs/<version>/` and in the bundle."""
+"""Training, the use case behind `safellm train` and `safellm demo`: for each task, train +
+evaluate, fairness, imbalance analysis, plots (SHAP included), model card, bundle, MLflow run.
+Every output lands in `<home>/runs/<version>/` and in the bundle."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from safellm.config import Settings
+from safellm.explain.loader import tabular_explainer
+from safellm.explain.plots import waterfall
 from safellm.fsutil import staged_dir
+from safellm.progress import Stage, by_step, quiet
 from safellm.risk import plots
 from safellm.risk.card import model_card
 from safellm.risk.dataset import load_task
-from safellm.risk.evaluate import Estimate, calibration_intercept
+from safellm.risk.evaluate import Estimate, calibration_intercept, shift_log_odds
 from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
 from safellm.risk.train import train_task
+from safellm.tasks import task_names
 
 Progress = Callable[[str], None]
 
@@ -70,7 +76,7 @@ def train_and_register(
         if td.kind == "classification"
         else {}
     )
-    risk_oof = _shifted(chosen.oof, offsets.get(run.chosen, 0.0))
+    risk_oof = shift_log_odds(chosen.oof, offsets.get(run.chosen, 0.0))
     # Bands: quantiles of the default model's out-of-fold risks (top 20 % = high).
     lo, hi = np.quantile(risk_oof, [0.5, 0.8])
     meta = BundleMeta(
@@ -154,7 +160,7 @@ def train_and_register(
             background=_background(td.X, seed),
             path=work,
         )
-        explainer = bundle.explainer()
+        explainer = tabular_explainer(bundle)
         contrib, data, labels = explainer.global_view(td.frame)
         plots.beeswarm(
             contrib,
@@ -165,7 +171,7 @@ def train_and_register(
             f"{task}: SHAP values ({explainer.space})",
         )
         top = int(np.argmax(contrib.sum(axis=1)))  # the highest model output
-        plots.waterfall(explainer.facts(td.frame.iloc[top]), work / "shap_waterfall_top.png")
+        waterfall(explainer.facts(td.frame.iloc[top]), work / "shap_waterfall_top.png")
         names += ["shap_beeswarm.png", "shap_waterfall_top.png"]
         step(f"{task} SHAP plots")
 
@@ -232,14 +238,34 @@ def train_and_register(
     )
 
 
-def _shifted(p: np.ndarray, offset: float) -> np.ndarray:
-    """Probabilities with `offset` added on the log-odds scale (identity when offset is 0)."""
-    if offset == 0.0:
-        return p
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    return 1 / (1 + np.exp(-(np.log(q / (1 - q)) + offset)))
-
-
 def _background(X: pd.DataFrame, seed: int, n: int = 20000) -> pd.DataFrame:
     """Training rows kept for linear SHAP (all of them up to n; a seeded sample beyond)."""
     return X if len(X) <= n else X.sample(n=n, random_state=seed)
+
+
+def train_tasks(
+    settings: Settings,
+    task: str = "all",
+    *,
+    data_dir: Path | None = None,
+    home: Path | None = None,
+    n_boot: int = 200,
+    log_mlflow: bool = True,
+    stage: Stage = quiet,
+) -> list[TrainSummary]:
+    """Train and register the tabular models of `task` (`all`: every task) on the built data
+    [`settings.data_dir`], under `home` [`settings.home`]."""
+    tasks = task_names(task)
+    advance = stage("Training", sum(train_steps(t) for t in tasks))
+    return [
+        train_and_register(
+            t,
+            data_dir or settings.data_dir,
+            home or settings.home,
+            seed=settings.seed,
+            n_boot=n_boot,
+            log_mlflow=log_mlflow,
+            progress=by_step(advance),
+        )
+        for t in tasks
+    ]

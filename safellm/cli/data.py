@@ -1,0 +1,127 @@
+"""`safellm data synth` and `safellm data build`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from safellm.cli.console import console, fail, out, settings, stages
+from safellm.config import Settings
+from safellm.errors import SafeLLMError, UserInputError
+from safellm.progress import Stage
+from safellm.services.data import build_data, synthesize_hospital
+
+data_app = typer.Typer(
+    help="Build data: synthetic hospitals, cohorts and features.", no_args_is_help=True
+)
+
+
+def hospital(s: Settings, patients: int, out_dir: Path | None, seed: int, stage: Stage) -> Path:
+    """A synthetic hospital (reused when it exists), said on the console."""
+    made = synthesize_hospital(s, patients, out_dir, seed, stage)
+    if made.summary is None:
+        console.print(f"[green]using[/] {made.folder}")
+    else:
+        summary = made.summary
+        console.print(
+            f"[green]wrote[/] {summary.out_dir}: {summary.patients:,} patients, "
+            f"{summary.admissions:,} admissions, {summary.icustays:,} ICU stays, "
+            f"{summary.rows.get('LABEVENTS', 0):,} lab rows"
+        )
+    return made.folder
+
+
+def build(
+    s: Settings,
+    source: Path,
+    out_dir: Path | None,
+    stage: Stage,
+    notes: bool = True,
+    events: bool = True,
+) -> dict[str, Any]:
+    """Cohorts + features, said on the console; returns the cohort report."""
+    result = build_data(s, source, out_dir, notes=notes, events=events, stage=stage)
+    console.print(f"[green]wrote[/] {result.out_dir} in {result.seconds:.1f} s")
+    if result.skipped_tables:
+        console.print(
+            f"[yellow]absent optional tables:[/] {', '.join(result.skipped_tables)} "
+            f"(their features were skipped)"
+        )
+    return result.report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    table = Table(title="Cohorts")
+    for col in ("task", "rows", "positives", "subjects", "median LOS (days)"):
+        table.add_column(col, justify="right" if col != "task" else "left")
+    for task, r in report.items():
+        table.add_row(
+            task,
+            f"{r['rows']:,}",
+            f"{r['positives']:,}" if "positives" in r else "",
+            f"{r['subjects']:,}",
+            f"{r['median_days']:.2f}" if "median_days" in r else "",
+        )
+    out.print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Number of patients.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (replaced if present).")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write a MIMIC-shaped synthetic hospital (tables + NOTEEVENTS) as .csv.gz files."""
+    try:
+        with stages() as stage:
+            hospital(settings(), patients, out_dir, seed, stage)
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
+
+
+@data_app.command("build")
+def data_build(
+    mimic_dir: Annotated[
+        Path | None, typer.Option("--mimic-dir", help="A MIMIC-III folder (demo or full).")
+    ] = None,
+    synthetic: Annotated[
+        int | None,
+        typer.Option(
+            "--synthetic",
+            min=1,
+            help="Build from a synthetic hospital of N patients (generated if needed).",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder [default: $SAFELLM_HOME/data].")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --synthetic.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    no_notes: Annotated[bool, typer.Option("--no-notes", help="Skip the notes export.")] = False,
+    no_events: Annotated[
+        bool,
+        typer.Option("--no-events", help="Skip the event sequences (the temporal model's input)."),
+    ] = False,
+) -> None:
+    """Build cohort and feature tables (Parquet) and cohort_report.json."""
+    s = settings()
+    try:
+        if (mimic_dir is None) == (synthetic is None):
+            raise UserInputError("give exactly one of --mimic-dir DIR or --synthetic N")
+        with stages() as stage:
+            if synthetic is not None:
+                source = hospital(s, synthetic, None, seed, stage)
+            else:
+                assert mimic_dir is not None
+                source = mimic_dir
+            report = build(s, source, out_dir, stage, notes=not no_notes, events=not no_events)
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        print_report(report)
