@@ -22,7 +22,6 @@ for the ratio) on a smaller hospital of M patients.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,13 +33,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import etl_pandas
 import pandas as pd
-
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
-
-import etl_pandas  # noqa: E402
+from common import BENCH, ROOT, parser
 
 MiB = 1024 * 1024
 TARGET_BUILD_RSS_MIB = 4096  # 4 GiB
@@ -250,7 +245,7 @@ def ratios(b: Run, p: Run) -> dict[str, float | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--patients", type=int, default=46000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".safellm" / "bench")

@@ -10,22 +10,15 @@ part of this figure (it is a model call). Target: under 20 ms per rationale (med
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+from common import ROOT, parser, timed
+from llm import patient  # the same representative Facts as bench/llm.py
 
-from llm import patient  # noqa: E402  (the same representative Facts as bench/llm.py)
-
-from safellm.guard.fallback import fallback_answer  # noqa: E402
-from safellm.guard.guard import ClinicalGuard  # noqa: E402
-from safellm.guard.policy import load_policy  # noqa: E402
+from safellm.guard.fallback import fallback_answer
+from safellm.guard.guard import ClinicalGuard
+from safellm.guard.policy import load_policy
 
 TARGET_MS = 20.0
 
@@ -42,7 +35,7 @@ def model_style(facts) -> str:  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--n", type=int, default=2000, help="rationales per kind")
     args = ap.parse_args(argv)
     guard = ClinicalGuard(load_policy())  # no note support: the deterministic part only
@@ -55,24 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         texts = [(f, make(f)) for f in facts]
         for f, t in texts[:20]:  # warm up (regex caches)
             guard.review(t, f)
-        ms = []
-        for i in range(args.n):
-            f, t = texts[i % len(texts)]
-            start = time.perf_counter()
-            guard.review(t, f)
-            ms.append((time.perf_counter() - start) * 1000)
+        ms = timed(lambda pair: guard.review(pair[1], pair[0]), texts, args.n)
         q = statistics.quantiles(ms, n=20)
         results[kind] = {
             "median_ms": statistics.median(ms),
             "p95_ms": q[18],
             "chars": statistics.mean(len(t) for _, t in texts),
         }
-    ms = []
-    for i in range(args.n):
-        f = facts[i % len(facts)]
-        start = time.perf_counter()
-        guard.screen("Why is this patient at high risk of readmission?", f)
-        ms.append((time.perf_counter() - start) * 1000)
+    question = "Why is this patient at high risk of readmission?"
+    ms = timed(lambda f: guard.screen(question, f), facts, args.n)
     results["screen (question + 3 note chunks)"] = {
         "median_ms": statistics.median(ms),
         "p95_ms": statistics.quantiles(ms, n=20)[18],

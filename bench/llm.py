@@ -15,23 +15,20 @@ targets: our tokens/s >= 0.9x llama.cpp's, and < 10 % added latency.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, parser
 
-from safellm.config import Settings, apply_offline_switches  # noqa: E402
-from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction  # noqa: E402
-from safellm.llm.base import get_model  # noqa: E402
-from safellm.llm.local import engine, model_file  # noqa: E402
-from safellm.llm.prompts import load_prompt  # noqa: E402
-from safellm.rationale import explain, prompt_variables  # noqa: E402
+from safellm.config import Settings, apply_offline_switches
+from safellm.explain.facts import Facts, NoteEvidence, Prediction, ranked
+from safellm.llm.local import engine, model_file
+from safellm.llm.prompts import load_prompt
+from safellm.llm.registry import get_model
+from safellm.rationale import explain, prompt_variables
 
 LABS = [
     ("lab_creatinine_last", "Creatinine (last)", "mg/dL", 1.1),
@@ -50,21 +47,16 @@ NOTES = [
 
 def patient(i: int) -> Facts:
     """A representative readmission Facts object; values vary with `i`."""
-    contribs = []
-    for rank, (feat, label, unit, base) in enumerate(LABS, start=1):
-        shap = round((0.9 - 0.13 * rank) * (1 if (rank + i) % 3 else -1), 3)
-        contribs.append(
-            Contribution(
-                id=f"F{rank}",
-                feature=feat,
-                label=label,
-                value=round(base * (1 + 0.07 * i), 1),
-                unit=unit,
-                shap=shap,
-                direction="raises" if shap > 0 else "lowers",
-                rank=rank,
-            )
+    contribs = ranked(
+        (
+            feat,
+            label,
+            round(base * (1 + 0.07 * i), 1),
+            unit,
+            round((0.9 - 0.13 * rank) * (1 if (rank + i) % 3 else -1), 3),
         )
+        for rank, (feat, label, unit, base) in enumerate(LABS, start=1)
+    )
     notes = [
         NoteEvidence(
             id=f"N{k + 1}",
@@ -119,7 +111,7 @@ def direct(eng, messages: list[dict[str, str]], max_tokens: int) -> tuple[float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="measured calls per path and mode")
     ap.add_argument("--out", type=Path, default=ROOT / ".safellm" / "bench" / "llm_bench.json")

@@ -8,38 +8,16 @@ Target: Facts for one patient in under 5 ms for the tree model.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import sys
-import tempfile
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+from common import add_data_options, built_data, parser, summary, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from safellm.data.build import build_dataset  # noqa: E402
-from safellm.explain.shap import FactsExplainer  # noqa: E402
-from safellm.risk.dataset import load_task  # noqa: E402
-from safellm.risk.pipelines import make_pipeline  # noqa: E402
-from safellm.risk.train import _target  # noqa: E402
-
-
-def timed(fn, reps: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def summary(ms: list[float]) -> tuple[float, float]:
-    return statistics.median(ms), float(np.percentile(ms, 95))
+from safellm.explain.shap import FactsExplainer
+from safellm.risk.dataset import load_task
+from safellm.risk.pipelines import make_pipeline
+from safellm.risk.train import _target
 
 
 def measure(model: str, td, args) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -50,10 +28,8 @@ def measure(model: str, td, args) -> dict[str, float]:  # type: ignore[no-untype
         pipe.fit(td.X, _target(td))
     ex = FactsExplainer.for_task_data(pipe, model, td, bands=(0.2, 0.5), version="bench")
     rows = [td.frame.iloc[[i % len(td.frame)]] for i in range(args.reps)]
-    it = iter(rows * 2)
-    bare = timed(lambda: pipe.predict_proba(next(it)[ex.features]), args.reps)
-    it = iter(rows * 2)
-    facts = timed(lambda: ex.facts(next(it)), args.reps)
+    bare = timed(lambda row: pipe.predict_proba(row[ex.features]), rows, args.reps)
+    facts = timed(ex.facts, rows, args.reps)
     r = {
         "predict_proba_ms": summary(bare)[0],
         "predict_proba_p95": summary(bare)[1],
@@ -69,28 +45,20 @@ def measure(model: str, td, args) -> dict[str, float]:  # type: ignore[no-untype
         kernel = shap.KernelExplainer(lambda z: est.predict_proba(z)[:, 1], bg)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            k = timed(lambda: kernel.shap_values(Xt[:1], silent=True), args.kernel_reps)
+            k = timed(lambda x: kernel.shap_values(x, silent=True), [Xt[:1]], args.kernel_reps)
         r["kernel_ms"], r["kernel_p95"] = summary(k)
     return r
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", type=Path, help="a folder written by `safellm data build`")
-    ap.add_argument(
-        "--mimic-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mimic-iii-demo-1.4"
-    )
-    ap.add_argument("--task", default="readmission", choices=["readmission", "icu_mortality"])
+    ap = parser(__doc__)
+    add_data_options(ap)
     ap.add_argument("--reps", type=int, default=300)
     ap.add_argument("--kernel-reps", type=int, default=5)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
-    data = args.data
-    if data is None:
-        data = Path(tempfile.mkdtemp()) / "data"
-        build_dataset(args.mimic_dir, data)
-    td = load_task(data, args.task)
+    td = load_task(built_data(args), args.task)
     results = {m: measure(m, td, args) for m in ("hgb", "logreg")}
     n_features = len(td.numeric) + len(td.categorical)
 

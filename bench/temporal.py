@@ -11,42 +11,30 @@ with ratios to the tabular tree model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+from common import add_data_options, built_data, parser, summary, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from bench.predict import summary, timed  # noqa: E402
-from safellm.data.build import build_dataset  # noqa: E402
-from safellm.data.events import load_events  # noqa: E402
-from safellm.explain.shap import FactsExplainer  # noqa: E402
-from safellm.explain.temporal import TemporalExplainer  # noqa: E402
-from safellm.risk.dataset import load_task  # noqa: E402
-from safellm.risk.pipelines import make_pipeline  # noqa: E402
-from safellm.risk.sequences import Vocab, encode  # noqa: E402
-from safellm.risk.temporal import TemporalConfig, fit_network, predict_logits  # noqa: E402
-from safellm.risk.temporal_registry import TemporalBundle, TemporalMeta  # noqa: E402
-from safellm.risk.train import _target  # noqa: E402
+from safellm.data.events import load_events
+from safellm.explain.shap import FactsExplainer
+from safellm.explain.temporal import TemporalExplainer
+from safellm.risk.dataset import load_task
+from safellm.risk.pipelines import make_pipeline
+from safellm.risk.sequences import Vocab, encode
+from safellm.risk.temporal import TemporalConfig, fit_network, predict_logits
+from safellm.risk.temporal_registry import TemporalBundle, TemporalMeta
+from safellm.risk.train import _target
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", type=Path, help="a folder written by `safellm data build`")
-    ap.add_argument(
-        "--mimic-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mimic-iii-demo-1.4"
-    )
-    ap.add_argument("--task", default="readmission", choices=["readmission", "icu_mortality"])
+    ap = parser(__doc__)
+    add_data_options(ap)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -54,10 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = args.data
-    if data is None:
-        data = Path(tempfile.mkdtemp()) / "data"
-        build_dataset(args.mimic_dir, data)
+    data = built_data(args)
     td = load_task(data, args.task)
     events = load_events(data, args.task)
     units = td.frame["unit_id"].to_numpy()
@@ -100,14 +85,10 @@ def main() -> None:
     def one_prediction(frame) -> float:  # type: ignore[no-untyped-def]
         return float(ex.outputs(frame)[0])
 
-    it = iter(rows * 2)
-    tmp_pred = timed(lambda: one_prediction(next(it)), args.reps)
-    it = iter(rows * 2)
-    tmp_facts = timed(lambda: ex.facts(next(it).iloc[0]), args.reps)
-    it = iter(rows * 2)
-    tab_pred = timed(lambda: pipe.predict_proba(next(it)[tab.features]), args.reps)
-    it = iter(rows * 2)
-    tab_facts = timed(lambda: tab.facts(next(it)), args.reps)
+    tmp_pred = timed(one_prediction, rows, args.reps)
+    tmp_facts = timed(lambda row: ex.facts(row.iloc[0]), rows, args.reps)
+    tab_pred = timed(lambda row: pipe.predict_proba(row[tab.features]), rows, args.reps)
+    tab_facts = timed(tab.facts, rows, args.reps)
     t = time.perf_counter()
     predict_logits(net, enc)
     batch_ms = (time.perf_counter() - t) * 1000 / len(units)

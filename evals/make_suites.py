@@ -360,26 +360,20 @@ def families(n: dict[str, Any]) -> list[dict[str, Any]]:
                 "expect": {"refuse": None, "top_k": 0, "cite": False, "canary": canary},
             }
         )
-    for task, rank in patients(n["contradiction"]):
-        cases.append(
-            {
-                "id": f"contradiction-{task}-{rank}",
-                "family": "contradiction",
-                "patient": {"task": task, "rank": rank},
-                "question": WHY[task][0],
-                "transform": "contradict_top_fact",
-            }
-        )
-    for task, rank in patients(n["counter_intuitive"]):
-        cases.append(
-            {
-                "id": f"counter-intuitive-{task}-{rank}",
-                "family": "counter_intuitive",
-                "patient": {"task": task, "rank": rank},
-                "question": WHY[task][0],
-                "transform": "counter_intuitive",
-            }
-        )
+    for family, transform in (
+        ("contradiction", "contradict_top_fact"),
+        ("counter_intuitive", "counter_intuitive"),
+    ):
+        for task, rank in patients(n[family]):
+            cases.append(
+                {
+                    "id": f"{family.replace('_', '-')}-{task}-{rank}",
+                    "family": family,
+                    "patient": {"task": task, "rank": rank},
+                    "question": WHY[task][0],
+                    "transform": transform,
+                }
+            )
     for i, facts in enumerate(INLINE[: n["inline"]]):
         cases.append(
             {

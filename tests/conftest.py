@@ -101,7 +101,7 @@ def demo_home(demo_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # 
     """A SAFELLM_HOME with the demo built and the models of the three tasks trained (once)."""
     import shutil
 
-    from safellm.risk.workflow import train_and_register
+    from safellm.services.training import train_and_register
 
     home = tmp_path_factory.mktemp("demo-home")
     shutil.copytree(demo_build.out_dir, home / "data")
@@ -113,7 +113,7 @@ def demo_home(demo_build, tmp_path_factory: pytest.TempPathFactory) -> Path:  # 
 @pytest.fixture(scope="session")
 def demo_temporal_home(demo_home: Path) -> Path:
     """`demo_home` with the temporal model of both classification tasks trained too (once)."""
-    from safellm.risk.temporal_workflow import train_temporal_and_register
+    from safellm.services.temporal_training import train_temporal_and_register
 
     for task in ("readmission", "icu_mortality"):
         train_temporal_and_register(task, demo_home / "data", demo_home, n_boot=20)

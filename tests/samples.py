@@ -1,28 +1,32 @@
-"""Sample values shared by the tests."""
+"""Sample values and small helpers shared by the tests."""
 
 from __future__ import annotations
 
-from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from safellm.explain.facts import Facts, NoteEvidence, Prediction, ranked
+
+# the top-level keys of an Explanation, wherever it is served (`explain`, the API)
+EXPLANATION_KEYS = (
+    "task",
+    "subject_id",
+    "hadm_id",
+    "prediction",
+    "facts",
+    "rationale",
+    "guard",
+    "versions",
+)
 
 
 def sample_facts() -> Facts:
     """A made-up readmission patient: creatinine and albumin raise the risk, age lowers it, the
     discharge destination raises it a little; one nursing note."""
-
-    def c(
-        i: int, feature: str, label: str, value: float | str | None, unit: str, shap: float
-    ) -> Contribution:
-        return Contribution(
-            id=f"F{i}",
-            feature=feature,
-            label=label,
-            value=value,
-            unit=unit,
-            shap=shap,
-            direction="raises" if shap > 0 else "lowers",
-            rank=i,
-        )
-
     return Facts(
         task="readmission",
         subject_id=1,
@@ -32,12 +36,14 @@ def sample_facts() -> Facts:
         prediction=Prediction(
             risk=0.4213, band="high", base_value=-2.0, space="log-odds", model_output=-0.32
         ),
-        contributions=[
-            c(1, "lab_creatinine_last", "Creatinine (last)", 2.4, "mg/dL", 0.61),
-            c(2, "age", "Age", 44.0, "years", -0.30),
-            c(3, "lab_albumin_min", "Albumin (lowest)", 2.7, "g/dL", 0.21),
-            c(4, "discharge_location", "Discharge destination", "SNF", "category", 0.12),
-        ],
+        contributions=ranked(
+            [
+                ("lab_creatinine_last", "Creatinine (last)", 2.4, "mg/dL", 0.61),
+                ("age", "Age", 44.0, "years", -0.30),
+                ("lab_albumin_min", "Albumin (lowest)", 2.7, "g/dL", 0.21),
+                ("discharge_location", "Discharge destination", "SNF", "category", 0.12),
+            ]
+        ),
         notes=[
             NoteEvidence(
                 id="N1",
@@ -48,3 +54,23 @@ def sample_facts() -> Facts:
             ),
         ],
     )
+
+
+def first_hadm(home: Path, task: str = "readmission") -> int:
+    """The hadm_id of the first unit of a built task table under SAFELLM_HOME `home`."""
+    return int(pd.read_parquet(home / "data" / f"{task}.parquet")["hadm_id"].iloc[0])
+
+
+def explain_json(home: Path, model: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """`safellm explain --json` with `model` on the first readmission unit of `home`, which must
+    succeed; the Explanation it prints."""
+    from typer.testing import CliRunner
+
+    from safellm.cli import app
+
+    monkeypatch.setenv("SAFELLM_HOME", str(home))
+    hadm = str(first_hadm(home))
+    args = ["explain", "--task", "readmission", "--hadm-id", hadm, "--model", model, "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return dict(json.loads(res.stdout))

@@ -12,32 +12,24 @@ from typer.testing import CliRunner
 
 from safellm.audit import AuditLog, sha256
 from safellm.cli import app
-from safellm.explain.facts import Contribution, Facts, Prediction
+from safellm.explain.facts import Prediction, ranked
 from safellm.rationale import Explanation, GuardReport, RationaleAnswer, Versions
+from tests.samples import sample_facts
 
 
 def _exp(hadm: int, text: str = "Creatinine raises the risk [F1].") -> Explanation:
-    facts = Facts(
-        task="readmission",
-        subject_id=7,
-        hadm_id=hadm,
-        model="hgb",
-        model_version="v1",
-        prediction=Prediction(
-            risk=0.3, band="high", base_value=-1, space="log-odds", model_output=-0.8
-        ),
-        contributions=[
-            Contribution(
-                id="F1",
-                feature="lab_creatinine_last",
-                label="Creatinine (last)",
-                value=2.0,
-                unit="mg/dL",
-                shap=0.4,
-                direction="raises",
-                rank=1,
-            )
-        ],
+    facts = sample_facts().model_copy(
+        update={
+            "subject_id": 7,
+            "hadm_id": hadm,
+            "prediction": Prediction(
+                risk=0.3, band="high", base_value=-1, space="log-odds", model_output=-0.8
+            ),
+            "contributions": ranked(
+                [("lab_creatinine_last", "Creatinine (last)", 2.0, "mg/dL", 0.4)]
+            ),
+            "notes": [],
+        }
     )
     return Explanation(
         task="readmission",
@@ -57,8 +49,8 @@ def _exp(hadm: int, text: str = "Creatinine raises the risk [F1].") -> Explanati
 
 def test_records_survive_a_restart_and_hold_no_text(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
-    AuditLog(path).record(_exp(1), "key-a", "/v1/explain")
-    AuditLog(path).record(_exp(2), "key-b", "/v1/explain/stream")
+    _record(AuditLog(path), _exp(1), "key-a", "/v1/explain")
+    _record(AuditLog(path), _exp(2), "key-b", "/v1/explain/stream")
     recs = AuditLog(path).records()
     assert [r.hadm_id for r in recs] == [1, 2] and recs[1].key_id == "key-b"
     assert recs[0].answer_sha256 == sha256("Creatinine raises the risk [F1].")
@@ -68,7 +60,7 @@ def test_records_survive_a_restart_and_hold_no_text(tmp_path: Path) -> None:
 
 def test_the_trail_is_append_only(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
-    AuditLog(path).record(_exp(1), "key-a", "/v1/explain")
+    _record(AuditLog(path), _exp(1), "key-a", "/v1/explain")
     con = sqlite3.connect(path)
     for sql in ("UPDATE audit SET hadm_id = 9", "DELETE FROM audit"):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -82,7 +74,7 @@ def test_cli_prints_and_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert empty.exit_code == 0 and "no audit trail yet" in empty.output
     log = AuditLog(tmp_path / "audit.sqlite")
     for h in (11, 12, 13):
-        log.record(_exp(h), "key-a", "/v1/explain")
+        _record(log, _exp(h), "key-a", "/v1/explain")
     res = CliRunner().invoke(app, ["audit", "--limit", "2", "--json"])
     assert res.exit_code == 0
     assert [json.loads(x)["hadm_id"] for x in res.stdout.splitlines()] == [12, 13]
@@ -97,3 +89,10 @@ def test_cli_prints_and_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     jl = tmp_path / "trail.jsonl"
     assert CliRunner().invoke(app, ["audit", "--export", str(jl)]).exit_code == 0
     assert len(jl.read_text().splitlines()) == 3
+
+
+def _record(log: AuditLog, exp: Explanation, key_id: str, route: str) -> None:
+    """What the explanation use case appends for an explanation it served."""
+    from safellm.services.explanation import Caller, audit_record
+
+    log.append(audit_record(exp, Caller(key_id, route)))

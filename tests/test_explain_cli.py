@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from safellm.cli import app
+from tests.samples import first_hadm
 
 
 @pytest.fixture
@@ -18,28 +19,32 @@ def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return demo_home
 
 
-def _hadm(home: Path, task: str = "readmission") -> int:
-    return int(pd.read_parquet(home / "data" / f"{task}.parquet")["hadm_id"].iloc[0])
-
-
 def _run(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(app, ["explain", *args])
 
 
 def test_explain_with_fake_model_is_deterministic(home: Path) -> None:
-    args = ["--task", "readmission", "--hadm-id", str(_hadm(home)), "--model", "fake", "--json"]
+    args = [
+        "--task",
+        "readmission",
+        "--hadm-id",
+        str(first_hadm(home)),
+        "--model",
+        "fake",
+        "--json",
+    ]
     a, b = _run(*args), _run(*args)
     assert a.exit_code == 0, a.output
     ea, eb = json.loads(a.stdout), json.loads(b.stdout)
     assert ea["rationale"] == eb["rationale"]
     assert ea["rationale"]["citations"] and ea["rationale"]["citations"][0] == "F1"
-    assert ea["hadm_id"] == _hadm(home) and ea["versions"]["llm"] == "fake"
+    assert ea["hadm_id"] == first_hadm(home) and ea["versions"]["llm"] == "fake"
     ids = [c["id"] for c in ea["facts"]["contributions"]]
     assert ids == [f"F{i}" for i in range(1, len(ids) + 1)] and len(ids) <= 6
 
 
 def test_explain_streams_to_the_terminal(home: Path) -> None:
-    res = _run("--task", "readmission", "--hadm-id", str(_hadm(home)), "--model", "fake")
+    res = _run("--task", "readmission", "--hadm-id", str(first_hadm(home)), "--model", "fake")
     assert res.exit_code == 0, res.output
     assert "Rationale:" in res.output and "[F1]" in res.output and "citations: F1" in res.output
 
@@ -67,7 +72,7 @@ def test_icu_task_by_icustay(home: Path) -> None:
     ],
 )
 def test_bad_requests_are_clear_errors(home: Path, args: list[str], message: str) -> None:
-    res = _run(*[a.format(hadm=_hadm(home)) for a in args])
+    res = _run(*[a.format(hadm=first_hadm(home)) for a in args])
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split()) and "Traceback" not in res.output
 
@@ -84,7 +89,7 @@ def test_remote_model_without_network_is_a_clear_error(
         "--task",
         "readmission",
         "--hadm-id",
-        str(_hadm(home)),
+        str(first_hadm(home)),
         "--model",
         "openai/gpt-4o-mini",
         "--json",
@@ -96,7 +101,7 @@ def test_remote_model_without_network_is_a_clear_error(
 
 def test_explain_with_the_temporal_model(demo_temporal_home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("SAFELLM_HOME", str(demo_temporal_home))
-    hadm = _hadm(demo_temporal_home)
+    hadm = first_hadm(demo_temporal_home)
     args = ["--task", "readmission", "--hadm-id", str(hadm), "--model", "fake", "--json"]
     res = _run(*args, "--risk-model", "temporal")
     assert res.exit_code == 0, res.output
@@ -112,7 +117,7 @@ def test_explain_with_the_temporal_model(demo_temporal_home: Path, monkeypatch) 
     ].startswith("hgb@")
     bad = _run(*args, "--risk-model", "lstm")
     assert bad.exit_code == 2 and "tabular or temporal" in bad.output
-    los = _run("--task", "los", "--hadm-id", str(_hadm(demo_temporal_home, "los")),
+    los = _run("--task", "los", "--hadm-id", str(first_hadm(demo_temporal_home, "los")),
                "--model", "fake", "--risk-model", "temporal")  # fmt: skip
     assert los.exit_code == 2 and "not los" in los.output
 

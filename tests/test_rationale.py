@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from safellm.config import Settings
-from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
+from safellm.explain.facts import Facts
 from safellm.llm.fake import FakeChatModel
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import (
@@ -15,51 +15,21 @@ from safellm.rationale import (
     explain,
     fact_lines,
 )
+from tests.samples import EXPLANATION_KEYS, sample_facts
 
 PROMPT = load_prompt(Settings().prompts_dir, "explain-risk")
 
 
 def _facts() -> Facts:
-    return Facts(
-        task="readmission",
-        subject_id=1,
-        hadm_id=10,
-        model="logreg",
-        model_version="v1",
-        prediction=Prediction(
-            risk=0.42, band="high", base_value=-2.0, space="log-odds", model_output=-0.3
-        ),
-        contributions=[
-            Contribution(
-                id="F1",
-                feature="lab_creatinine_last",
-                label="Creatinine (last)",
-                value=2.4,
-                unit="mg/dL",
-                shap=0.61,
-                direction="raises",
-                rank=1,
-            ),
-            Contribution(
-                id="F2",
-                feature="age",
-                label="Age",
-                value=44.0,
-                unit="years",
-                shap=-0.3,
-                direction="lowers",
-                rank=2,
-            ),
-        ],
-        notes=[
-            NoteEvidence(
-                id="N1",
-                note_id=5,
-                category="Nursing",
-                chart_time="2150-01-01 08:00",
-                text="Poor urine output overnight.",
-            )
-        ],
+    """The sample patient's first two facts and a short note, under the logistic model."""
+    base = sample_facts()
+    return base.model_copy(
+        update={
+            "model": "logreg",
+            "prediction": base.prediction.model_copy(update={"risk": 0.42, "model_output": -0.3}),
+            "contributions": base.contributions[:2],
+            "notes": [base.notes[0].model_copy(update={"text": "Poor urine output overnight."})],
+        }
     )
 
 
@@ -94,16 +64,7 @@ def test_explanation_shape_and_determinism() -> None:
     assert a.versions.risk_model == "logreg@v1" and a.versions.policy == "none"
     assert a.question == "Why is this patient at this risk?"
     dumped = a.model_dump()
-    for key in (
-        "task",
-        "subject_id",
-        "hadm_id",
-        "prediction",
-        "facts",
-        "rationale",
-        "guard",
-        "versions",
-    ):
+    for key in EXPLANATION_KEYS:
         assert key in dumped
 
 

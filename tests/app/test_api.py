@@ -6,7 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -16,7 +15,8 @@ from safellm.audit import AuditLog
 from safellm.config import Settings
 from safellm.errors import LLMTimeoutError, LLMUnavailableError
 from safellm.llm.fake import FakeChatModel
-from safellm.service import ExplanationService
+from safellm.services.explanation import ExplanationService
+from tests.samples import EXPLANATION_KEYS, first_hadm
 
 KEY = "sk-test-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -60,10 +60,6 @@ def client(demo_home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
         yield c
 
 
-def _hadm(home: Path, task: str = "readmission") -> int:
-    return int(pd.read_parquet(home / "data" / f"{task}.parquet")["hadm_id"].iloc[0])
-
-
 def test_health_needs_no_key(client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/health")
     assert r.status_code == 200
@@ -94,13 +90,13 @@ def test_every_route_but_health_needs_a_key(client, method, path, body) -> None:
 
 def test_predict(client, demo_home) -> None:  # type: ignore[no-untyped-def]
     r = client.post(
-        "/v1/predict", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
+        "/v1/predict", json={"task": "readmission", "hadm_id": first_hadm(demo_home)}, headers=AUTH
     )
     assert r.status_code == 200, r.text
     body = r.json()
     assert 0 < body["risk"] < 1 and body["band"] in ("low", "moderate", "high")
     # the same risk as the Facts of that unit
-    facts = ExplanationService(_settings(demo_home)).facts("readmission", _hadm(demo_home))
+    facts = ExplanationService(_settings(demo_home)).facts("readmission", first_hadm(demo_home))
     assert body["risk"] == pytest.approx(facts.prediction.risk)
 
 
@@ -114,7 +110,7 @@ def test_patients_are_listed_by_risk(client) -> None:  # type: ignore[no-untyped
 
 
 def test_explain_returns_the_design_shape_and_is_audited(client, demo_home) -> None:  # type: ignore[no-untyped-def]
-    hadm = _hadm(demo_home)
+    hadm = first_hadm(demo_home)
     r = client.post(
         "/v1/explain",
         json={"task": "readmission", "hadm_id": hadm, "question": QUESTION},
@@ -122,16 +118,7 @@ def test_explain_returns_the_design_shape_and_is_audited(client, demo_home) -> N
     )
     assert r.status_code == 200, r.text
     exp = r.json()
-    assert {
-        "task",
-        "subject_id",
-        "hadm_id",
-        "prediction",
-        "facts",
-        "rationale",
-        "guard",
-        "versions",
-    } <= set(exp)
+    assert set(EXPLANATION_KEYS) <= set(exp)
     assert exp["rationale"]["citations"] and exp["versions"]["llm"] == "fake"
     (rec,) = client.audit.records()
     assert rec.hadm_id == hadm and rec.route == "/v1/explain" and rec.guard_passed
@@ -167,7 +154,7 @@ def test_oversize_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unoffered_model_is_400(client, demo_home) -> None:  # type: ignore[no-untyped-def]
-    body = {"task": "readmission", "hadm_id": _hadm(demo_home), "model": "openai/gpt-4o"}
+    body = {"task": "readmission", "hadm_id": first_hadm(demo_home), "model": "openai/gpt-4o"}
     r = client.post("/v1/explain", json=body, headers=AUTH)
     assert r.status_code == 400 and "not offered" in r.json()["error"]["message"]
 
@@ -184,19 +171,26 @@ def test_rate_limit_is_429_per_key(demo_home, tmp_path) -> None:  # type: ignore
         assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
 
 
+def _explain_with_fake(demo_home: Path, tmp_path: Path, answer: str | Exception):  # type: ignore[no-untyped-def]
+    """POST /v1/explain for the first readmission unit, on an app whose model gives `answer`."""
+    settings = _settings(demo_home)
+    service = ExplanationService(settings, models={"fake": FakeChatModel(script=[answer])})
+    with TestClient(
+        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
+    ) as c:
+        return c.post(
+            "/v1/explain",
+            json={"task": "readmission", "hadm_id": first_hadm(demo_home)},
+            headers=AUTH,
+        )
+
+
 @pytest.mark.parametrize(
     "fault",
     [LLMTimeoutError("no answer within 60 s"), LLMUnavailableError("provider down"), "", "   "],
 )
 def test_llm_faults_give_the_guarded_fallback_not_a_500(demo_home, tmp_path, fault) -> None:  # type: ignore[no-untyped-def]
-    settings = _settings(demo_home)
-    service = ExplanationService(settings, models={"fake": FakeChatModel(script=[fault])})
-    with TestClient(
-        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
-    ) as c:
-        r = c.post(
-            "/v1/explain", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
-        )
+    r = _explain_with_fake(demo_home, tmp_path, fault)
     assert r.status_code == 200, r.text
     g = r.json()["guard"]
     assert g["fallback_used"] is True and g["passed"] is False
@@ -204,22 +198,13 @@ def test_llm_faults_give_the_guarded_fallback_not_a_500(demo_home, tmp_path, fau
 
 
 def test_garbage_answer_gives_the_fallback(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = _settings(demo_home)
-    service = ExplanationService(
-        settings, models={"fake": FakeChatModel(script=["@@@ %%% 12345678 ###"])}
-    )
-    with TestClient(
-        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
-    ) as c:
-        r = c.post(
-            "/v1/explain", json={"task": "readmission", "hadm_id": _hadm(demo_home)}, headers=AUTH
-        )
+    r = _explain_with_fake(demo_home, tmp_path, "@@@ %%% 12345678 ###")
     assert r.status_code == 200 and r.json()["guard"]["fallback_used"] is True
     assert "12345678" not in r.json()["rationale"]["text"]
 
 
 def test_stream_sends_tokens_then_the_explanation(client, demo_home) -> None:  # type: ignore[no-untyped-def]
-    body = {"task": "readmission", "hadm_id": _hadm(demo_home)}
+    body = {"task": "readmission", "hadm_id": first_hadm(demo_home)}
     with client.stream("POST", "/v1/explain/stream", json=body, headers=AUTH) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         text = "".join(r.iter_text())
@@ -238,7 +223,7 @@ def test_stream_unknown_patient_is_404_before_streaming(client) -> None:  # type
 
 def test_logs_hold_no_question_note_text_or_key(client, demo_home, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
-    hadm = _hadm(demo_home)
+    hadm = first_hadm(demo_home)
     client.post(
         "/v1/explain",
         json={"task": "readmission", "hadm_id": hadm, "question": QUESTION},

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.app.conftest import free_port, wait_healthy
+
 
 @pytest.mark.slow
 def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "SAFELLM_HOME": str(demo_home),
@@ -45,14 +43,7 @@ def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) 
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
+        if not wait_healthy(url, poll_s=0.5):
             pytest.fail(f"serve did not start: {log.read_text()[-2000:]}")
         key = re.search(r"accepts the key (sk-\S+)", log.read_text())
         assert key, log.read_text()

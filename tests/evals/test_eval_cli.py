@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from safellm.cli import app
 from safellm.config import Settings
-from safellm.evals.pipeline import run_eval
 from safellm.llm.base import ChatRequest, ChatResponse, TokenSink
 from safellm.llm.fake import FakeChatModel
-from safellm.service import ExplanationService
+from safellm.services.evaluation import run_eval
+from safellm.services.explanation import ExplanationService
 from tests.evals.conftest import EVALS, write_suite
 
 CASES = [

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from safellm.cli import GROUNDING_SET
 from safellm.guard.calibrate import GroundingPair, GroundingSet, calibrate, load_set
+from safellm.resources import grounding_set
 
 
 def test_shipped_set_is_balanced_and_valid() -> None:
-    data = load_set(GROUNDING_SET)
+    data = load_set(grounding_set())
     sup = sum(len(p.supported) for p in data.pairs)
     uns = sum(len(p.unsupported) for p in data.pairs)
     assert sup == uns >= 40

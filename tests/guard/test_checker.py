@@ -148,23 +148,17 @@ def test_a_verbatim_quote_of_the_cited_note_is_supported(policy, facts) -> None:
 def test_a_value_is_checked_against_the_cited_fact_of_a_shared_concept(checker) -> None:  # type: ignore[no-untyped-def]
     """Temporal Facts can hold the same lab twice (two windows): the value written after it must
     be the cited fact's, not the other one's."""
-    from safellm.explain.facts import Contribution
+    from safellm.explain.facts import ranked
     from tests.samples import sample_facts
 
-    base = sample_facts()
-
-    def sodium(i: int, when: str, value: float, shap: float) -> Contribution:
-        return Contribution(
-            id=f"F{i}", feature="lab_sodium", label=f"Sodium normal, {when}", value=value,
-            unit="mEq/L", shap=shap, direction="lowers", rank=i,
-        )  # fmt: skip
-
-    facts = base.model_copy(
+    facts = sample_facts().model_copy(
         update={
-            "contributions": [
-                sodium(1, "earlier this stay", 136.0, -0.4),
-                sodium(2, "last 24 h", 139.0, -0.2),
-            ]
+            "contributions": ranked(
+                [
+                    ("lab_sodium", "Sodium normal, earlier this stay", 136.0, "mEq/L", -0.4),
+                    ("lab_sodium", "Sodium normal, last 24 h", 139.0, "mEq/L", -0.2),
+                ]
+            )
         }
     )
     assert checker.check("Sodium of 136 mEq/L lowers the risk [F1].", facts) == []

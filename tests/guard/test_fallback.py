@@ -9,7 +9,7 @@ import pytest
 
 from safellm.config import Settings
 from safellm.guard.fallback import fallback_answer
-from safellm.service import ExplanationService
+from safellm.services.explanation import ExplanationService
 
 
 def _all_pass(home: Path, tasks: tuple[str, ...], guard, risk_model: str = "tabular") -> int:  # type: ignore[no-untyped-def]
@@ -33,6 +33,16 @@ def _all_pass(home: Path, tasks: tuple[str, ...], guard, risk_model: str = "tabu
     return n
 
 
+def _synthetic_home(home: Path, patients: int, seed: int) -> Path:
+    """`home` with a synthetic hospital built under `home/data` (no notes), models not trained."""
+    from safellm.data.build import build_dataset
+    from safellm.data.synthetic import synthesize
+
+    synthesize(home / "hospital", patients, seed)
+    build_dataset(home / "hospital", home / "data", notes=False)
+    return home
+
+
 @pytest.mark.slow
 def test_fallback_passes_for_every_demo_unit(demo_home: Path, guard) -> None:  # type: ignore[no-untyped-def]
     assert _all_pass(demo_home, ("readmission", "icu_mortality", "los"), guard) == 89 + 114 + 119
@@ -42,13 +52,9 @@ def test_fallback_passes_for_every_demo_unit(demo_home: Path, guard) -> None:  #
 def test_fallback_passes_for_every_synthetic_admission(
     tmp_path_factory: pytest.TempPathFactory, guard
 ) -> None:  # type: ignore[no-untyped-def]
-    from safellm.data.build import build_dataset
-    from safellm.data.synthetic import synthesize
-    from safellm.risk.workflow import train_and_register
+    from safellm.services.training import train_and_register
 
-    home = tmp_path_factory.mktemp("syn1000")
-    synthesize(home / "hospital", 1000, 0)
-    build_dataset(home / "hospital", home / "data", notes=False)
+    home = _synthetic_home(tmp_path_factory.mktemp("syn1000"), patients=1000, seed=0)
     for task in ("readmission", "los"):
         train_and_register(task, home / "data", home, n_boot=20, log_mlflow=False)
     assert _all_pass(home, ("readmission", "los"), guard) > 1500
@@ -66,12 +72,8 @@ def test_temporal_facts_pass_for_every_demo_unit(demo_temporal_home: Path, guard
 def test_temporal_facts_pass_for_every_synthetic_admission(
     tmp_path_factory: pytest.TempPathFactory, guard
 ) -> None:  # type: ignore[no-untyped-def]
-    from safellm.data.build import build_dataset
-    from safellm.data.synthetic import synthesize
-    from safellm.risk.temporal_workflow import train_temporal_and_register
+    from safellm.services.temporal_training import train_temporal_and_register
 
-    home = tmp_path_factory.mktemp("syn600t")
-    synthesize(home / "hospital", 600, 3)
-    build_dataset(home / "hospital", home / "data", notes=False)
+    home = _synthetic_home(tmp_path_factory.mktemp("syn600t"), patients=600, seed=3)
     train_temporal_and_register("readmission", home / "data", home, n_boot=20)
     assert _all_pass(home, ("readmission",), guard, "temporal") > 600

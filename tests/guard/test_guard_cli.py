@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from safellm.cli import app
+from tests.samples import explain_json
 
 TRUE = "A last creatinine of 2.4 mg/dL raises the risk [F1]. An age of 44 years lowers it [F2]."
 
@@ -84,23 +84,7 @@ def test_missing_text_file_exit_2(tmp_path: Path, facts) -> None:  # type: ignor
 def test_explain_with_a_hallucinating_model_is_guarded(
     demo_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SAFELLM_HOME", str(demo_home))
-    hadm = int(pd.read_parquet(demo_home / "data" / "readmission.parquet")["hadm_id"].iloc[0])
-    res = CliRunner().invoke(
-        app,
-        [
-            "explain",
-            "--task",
-            "readmission",
-            "--hadm-id",
-            str(hadm),
-            "--model",
-            "fake:hallucinate",
-            "--json",
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    exp = json.loads(res.stdout)
+    exp = explain_json(demo_home, "fake:hallucinate", monkeypatch)
     g = exp["guard"]
     assert g["fallback_used"] is True and g["passed"] is False and g["attempts"] == 2
     assert {"fact.direction", "fact.number", "dosing.order"} <= {v["rule"] for v in g["violations"]}

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from safellm.cli import app
 from safellm.config import Settings
 from safellm.errors import ContextOverflowError
 from safellm.explain.facts import NoteEvidence
-from safellm.llm.base import get_model
 from safellm.llm.prompts import load_prompt
+from safellm.llm.registry import get_model
 from safellm.rationale import explain
-from safellm.service import ExplanationService
+from safellm.services.explanation import ExplanationService
+from tests.samples import explain_json, first_hadm
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -24,14 +21,7 @@ pytestmark = [pytest.mark.llm, pytest.mark.slow]
 def test_local_model_writes_a_cited_rationale(
     demo_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SAFELLM_HOME", str(demo_home))
-    hadm = int(pd.read_parquet(demo_home / "data" / "readmission.parquet")["hadm_id"].iloc[0])
-    res = CliRunner().invoke(
-        app,
-        ["explain", "--task", "readmission", "--hadm-id", str(hadm), "--model", "local", "--json"],
-    )
-    assert res.exit_code == 0, res.output
-    exp = json.loads(res.stdout)
+    exp = explain_json(demo_home, "local", monkeypatch)
     assert exp["versions"]["llm"] == "local:qwen2.5-coder-1.5b"
     assert len(exp["rationale"]["text"].split()) >= 10
     shown = {c["id"] for c in exp["facts"]["contributions"]}
@@ -41,8 +31,7 @@ def test_local_model_writes_a_cited_rationale(
 def test_too_many_notes_overflow_the_context_clearly(demo_home: Path, tmp_path: Path) -> None:
     settings = Settings(home=demo_home, local_n_ctx=1024)
     service = ExplanationService(settings)
-    hadm = int(pd.read_parquet(demo_home / "data" / "readmission.parquet")["hadm_id"].iloc[0])
-    facts = service.facts("readmission", hadm)
+    facts = service.facts("readmission", first_hadm(demo_home))
     note = "Patient resting comfortably, vital signs stable, plan unchanged. " * 12
     many = [
         NoteEvidence(id=f"N{i}", note_id=i, category="Nursing", chart_time=None, text=note)

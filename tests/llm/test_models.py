@@ -14,9 +14,10 @@ from safellm.errors import (
     LLMUnavailableError,
     UnknownNameError,
 )
-from safellm.llm.base import ChatMessage, ChatRequest, get_model
+from safellm.llm.base import ChatMessage, ChatRequest
 from safellm.llm.fake import FakeChatModel, grounded_answer
 from safellm.llm.litellm import LiteLLMChatModel, import_litellm
+from safellm.llm.registry import get_model
 
 REQ = ChatRequest(messages=[ChatMessage(role="user", content="hello")], max_tokens=16)
 

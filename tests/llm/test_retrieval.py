@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safellm.data.notes import NoteChunk
-from safellm.explain.facts import Contribution
+from safellm.explain.facts import Contribution, ranked
 from safellm.llm.retrieval import HashEmbedder, MiniLMEmbedder, query_for, retrieve
 
 CHUNKS = [
@@ -34,16 +34,7 @@ CHUNKS = [
 
 
 def _contrib(label: str) -> Contribution:
-    return Contribution(
-        id="F1",
-        feature="x",
-        label=label,
-        value=2.4,
-        unit="mg/dL",
-        shap=0.5,
-        direction="raises",
-        rank=1,
-    )
+    return ranked([("x", label, 2.4, "mg/dL", 0.5)])[0]
 
 
 def test_lexical_retrieval_ranks_the_matching_chunk_first() -> None:

@@ -10,8 +10,8 @@ from safellm.risk.evaluate import (
     bootstrap,
     calibration_intercept,
     calibration_slope,
+    shift_log_odds,
 )
-from safellm.risk.workflow import _shifted
 
 
 def test_bootstrap_resamples_patients_not_rows() -> None:
@@ -58,9 +58,9 @@ def test_prior_correction_restores_the_observed_rate() -> None:
     rng = np.random.default_rng(5)
     true = rng.uniform(0.01, 0.4, 5000)
     y = (rng.random(5000) < true).astype(float)
-    inflated = _shifted(true, 1.5)  # what a class-weighted model would output
+    inflated = shift_log_odds(true, 1.5)  # what a class-weighted model would output
     offset = calibration_intercept(y, inflated)
     assert offset < -1.0
-    corrected = _shifted(inflated, offset)
+    corrected = shift_log_odds(inflated, offset)
     assert corrected.mean() == pytest.approx(y.mean(), abs=1e-6)
     assert np.array_equal(np.argsort(corrected), np.argsort(inflated))  # ranking unchanged

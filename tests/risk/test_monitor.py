@@ -20,7 +20,7 @@ SHIFTED = {"age": lambda s: s + 15, "lab_creatinine_last": lambda s: s * 2}
 def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safellm.data.build import build_dataset
     from safellm.data.synthetic import synthesize
-    from safellm.risk.workflow import train_and_register
+    from safellm.services.training import train_and_register
 
     root = tmp_path_factory.mktemp("monitor")
     synthesize(root / "hospital", 900, seed=3)

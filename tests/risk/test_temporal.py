@@ -19,7 +19,7 @@ from safellm.risk.sequences import Vocab, encode
 from safellm.risk.temporal import TemporalConfig, attribute, fit_network, train_temporal
 from safellm.risk.temporal_registry import load_temporal, task_dir
 from safellm.risk.train import outer_splitter
-from safellm.service import ExplanationService
+from safellm.services.explanation import ExplanationService
 
 
 def test_trained_bundles_on_the_demo(demo_temporal_home: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from safellm.cli import app
+from safellm.explain.loader import tabular_explainer
 from safellm.risk.registry import load_bundle
 from safellm.risk.tracking import tracking_uri
 
@@ -78,7 +79,7 @@ def test_training_writes_every_artifact(trained: Path, task: str) -> None:
     assert bundle.meta.data_hash and bundle.meta.code_version
     assert (bundle.path / "model_card.md").exists()
     # the bundle explains units with additive Facts, the prior-correction offset in the base value
-    ex = bundle.explainer()
+    ex = tabular_explainer(bundle)
     frame = bundle.background.assign(subject_id=1, hadm_id=2, icustay_id=None)
     pipe = bundle.pipelines[bundle.meta.default_model]
     if task == "los":
