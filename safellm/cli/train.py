@@ -35,33 +35,24 @@ def train(
     ] = False,
 ) -> None:
     """Train, evaluate (CIs), fairness, imbalance analysis, plots, model card, bundle, MLflow."""
+    from safellm.services.training import train_tasks
+
     s = settings()
     try:
         with stages() as stage:
-            if temporal:
-                from safellm.services.temporal_training import train_temporal_tasks
-
-                done = train_temporal_tasks(
-                    s, task, data_dir=data, home=out_dir, n_boot=n_boot, stage=stage
-                )
-            else:
-                from safellm.services.training import train_tasks
-
-                summaries = train_tasks(
-                    s,
-                    task,
-                    data_dir=data,
-                    home=out_dir,
-                    n_boot=n_boot,
-                    log_mlflow=not no_mlflow,
-                    stage=stage,
-                )
+            summaries = train_tasks(
+                s,
+                task,
+                temporal=temporal,
+                data_dir=data,
+                home=out_dir,
+                n_boot=n_boot,
+                log_mlflow=not no_mlflow,
+                stage=stage,
+            )
     except SafeLLMError as exc:
         raise fail(exc) from exc
-    if temporal:
-        print_temporal(done)
-    else:
-        print_training(summaries)
+    (print_temporal if temporal else print_training)(summaries)
 
 
 def print_training(summaries: list[Any]) -> None:

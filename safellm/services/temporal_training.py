@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from safellm.config import Settings
 from safellm.errors import ArtifactError
 from safellm.fsutil import staged_dir
-from safellm.progress import Stage, by_step, quiet
 from safellm.risk import plots
 from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import code_version, new_version
@@ -25,7 +23,7 @@ from safellm.risk.temporal_registry import (
     TemporalMeta,
     save_temporal,
 )
-from safellm.tasks import TEMPORAL_TASKS, temporal_task
+from safellm.tasks import temporal_task
 
 Progress = Callable[[str], None]
 COMPARED = ("auroc", "auprc", "brier")
@@ -156,28 +154,3 @@ def train_temporal_and_register(
         seconds_per_epoch=meta.seconds_per_epoch,
         seconds=time.perf_counter() - started,
     )
-
-
-def train_temporal_tasks(
-    settings: Settings,
-    task: str = "all",
-    *,
-    data_dir: Path | None = None,
-    home: Path | None = None,
-    n_boot: int = 200,
-    stage: Stage = quiet,
-) -> list[TemporalSummary]:
-    """Train and register the temporal model of `task` (`all`: every task it predicts)."""
-    tasks = list(TEMPORAL_TASKS) if task == "all" else [temporal_task(task)]
-    advance = stage("Training the temporal model", len(tasks) * temporal_steps())
-    return [
-        train_temporal_and_register(
-            t,
-            data_dir or settings.data_dir,
-            home or settings.home,
-            seed=settings.seed,
-            n_boot=n_boot,
-            progress=by_step(advance),
-        )
-        for t in tasks
-    ]

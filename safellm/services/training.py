@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from safellm.risk.dataset import load_task
 from safellm.risk.evaluate import Estimate, calibration_intercept, shift_log_odds
 from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
 from safellm.risk.train import train_task
-from safellm.tasks import task_names
+from safellm.tasks import TEMPORAL_TASKS, task_names, temporal_task
 
 Progress = Callable[[str], None]
 
@@ -247,21 +248,36 @@ def train_tasks(
     settings: Settings,
     task: str = "all",
     *,
+    temporal: bool = False,
     data_dir: Path | None = None,
     home: Path | None = None,
     n_boot: int = 200,
     log_mlflow: bool = True,
     stage: Stage = quiet,
-) -> list[TrainSummary]:
-    """Train and register the tabular models of `task` (`all`: every task) on the built data
-    [`settings.data_dir`], under `home` [`settings.home`]."""
+) -> list[Any]:
+    """Train and register the models of `task` (`all`: every task) on the built data
+    [`settings.data_dir`], under `home` [`settings.home`]: the tabular models (summaries:
+    `TrainSummary`), or with `temporal` the temporal model of the tasks it predicts
+    (`TemporalSummary`, compared with the tabular bundle trained on the same data)."""
+    data_dir, home = data_dir or settings.data_dir, home or settings.home
+    if temporal:
+        from safellm.services.temporal_training import temporal_steps, train_temporal_and_register
+
+        tasks = list(TEMPORAL_TASKS) if task == "all" else [temporal_task(task)]
+        advance = stage("Training the temporal model", len(tasks) * temporal_steps())
+        return [
+            train_temporal_and_register(
+                t, data_dir, home, seed=settings.seed, n_boot=n_boot, progress=by_step(advance)
+            )
+            for t in tasks
+        ]
     tasks = task_names(task)
     advance = stage("Training", sum(train_steps(t) for t in tasks))
     return [
         train_and_register(
             t,
-            data_dir or settings.data_dir,
-            home or settings.home,
+            data_dir,
+            home,
             seed=settings.seed,
             n_boot=n_boot,
             log_mlflow=log_mlflow,
