@@ -166,6 +166,8 @@ def create_app(
     limiter = RateLimiter(settings.api_rate_per_minute)
     state: dict[str, Any] = {}
 
+    if service is not None and audit is not None:
+        raise ValueError("give the audit trail to the service: ExplanationService(..., audit=...)")
     state["service"] = service or ExplanationService(settings, audit=audit)
     state["tasks"] = state["service"].available_tasks()
 
@@ -400,14 +402,21 @@ def create_app(
 
         from app.chat import CSS, build_chat
 
-        login = (
-            (lambda _user, password: keys.check(password) is not None) if keys.configured else None
-        )
+        signed_in: dict[str, str] = {}  # user name -> id of the key they signed in with
+
+        def login(user: str, password: str) -> bool:
+            kid = keys.check(password)
+            if kid is not None:
+                signed_in[user] = kid
+            return kid is not None
+
         app = gr.mount_gradio_app(
             app,
-            build_chat(state["service"], state["tasks"]),
+            build_chat(
+                state["service"], state["tasks"], key_of=lambda u: signed_in.get(u or "", "-")
+            ),
             path="/chat",
-            auth=login,
+            auth=login if keys.configured else None,
             auth_message="Sign in with any user name and an API key as the password.",
             css=CSS,
         )

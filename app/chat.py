@@ -6,12 +6,12 @@ guard; its citations are links to the cited fact or note chunk in the evidence p
 says whether the guard passed it, re-asked, refused or fell back (and what it found). Follow-up
 questions about the same patient use the chat prompt. When API keys are configured, the chat asks
 for one (any user name, the key as password). Every answer is recorded in the audit trail by the
-explanation use case, with the route `/chat` and the signed-in user's name.
+explanation use case, with the route `/chat` and the id of the key the user signed in with.
 """
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -63,7 +63,13 @@ def badge(exp: Explanation) -> str:
     return f"{head} · found: {rules} · policy {exp.versions.policy} · {exp.versions.llm}"
 
 
-def build_chat(service: ExplanationService, tasks: list[str]) -> gr.Blocks:
+def build_chat(
+    service: ExplanationService,
+    tasks: list[str],
+    key_of: Callable[[str | None], str] = lambda _user: "-",
+) -> gr.Blocks:
+    """The chat over `service`; `key_of(user name)` is the key id its answers are audited with."""
+
     def choices(task: str) -> list[tuple[str, str]]:
         spec = task_spec(task)
         frame = service.risks(task).head(50)
@@ -75,7 +81,7 @@ def build_chat(service: ExplanationService, tasks: list[str]) -> gr.Blocks:
         return out
 
     def facts_of(task: str, value: str, question: str | None = None) -> Facts:
-        return service.facts(task, **{task_spec(task).unit: int(value)}, question=question)
+        return service.facts_of(task, {task_spec(task).unit: value}, question)
 
     def pick(task: str, value: str | None) -> tuple[Any, ...]:
         if not value:
@@ -115,10 +121,9 @@ def build_chat(service: ExplanationService, tasks: list[str]) -> gr.Blocks:
             {"role": "assistant", "content": ""},
         ]
         streamed: list[str] = []
-        user = getattr(request, "username", None) or "-"
         for e in service.stream(
             facts,
-            caller=Caller(f"chat:{user}", "/chat"),
+            caller=Caller(key_of(request.username), "/chat"),
             ask=Ask(
                 question, prompt="chat" if earlier else "explain-risk", history=earlier or None
             ),

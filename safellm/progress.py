@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 Advance = Callable[[int, str], None]  # (units done since the last call, what is being done)
 Stage = Callable[[str, int], Advance]  # (title, total units) -> advance
+Step = Callable[[str], None]  # one named step done (what `by_step` makes of an Advance)
 
 
 def quiet(title: str, total: int) -> Advance:

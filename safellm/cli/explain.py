@@ -119,7 +119,7 @@ def explain(
 
 def _prepare(service: ExplanationService, model: str | None, stage: Stage) -> str:
     """The model's name; the packaged local model assembled first when it is the one."""
-    from safellm.services.explanation import prepare_local_model
+    from safellm.llm.local import prepare_local_model
 
     name = model or service.settings.llm_model
     if name == "local":

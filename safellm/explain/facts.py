@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from safellm.tasks import TaskName
+
 Space = Literal["log-odds", "probability", "days", "log-days"]
 Band = Literal["low", "moderate", "high"]
 
@@ -45,7 +47,7 @@ class Prediction(BaseModel):
 
 
 class Facts(BaseModel):
-    task: str
+    task: TaskName
     subject_id: int
     hadm_id: int
     icustay_id: int | None = None
@@ -99,7 +101,7 @@ class Explains(Protocol):
     """What an explainer (tabular SHAP, temporal integrated gradients) tells about its model."""
 
     @property
-    def task(self) -> str: ...
+    def task(self) -> TaskName: ...
 
     @property
     def model(self) -> str: ...

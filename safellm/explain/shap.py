@@ -19,6 +19,7 @@ from safellm.data.catalogue import FEATURES
 from safellm.explain.facts import Facts, Space, unit_facts
 from safellm.risk.dataset import TaskData
 from safellm.risk.pipelines import column_sources, is_tree
+from safellm.tasks import task_spec
 
 
 class FactsExplainer:
@@ -45,7 +46,7 @@ class FactsExplainer:
 
         self.pipeline = pipeline
         self.model = model
-        self.task = task
+        self.task = task_spec(task).name
         self.kind = kind
         self.features = numeric + categorical
         self.bands = bands

@@ -18,6 +18,7 @@ import pandas as pd
 from safellm.explain.facts import Facts, Part, Space, unit_facts
 from safellm.risk.sequences import describe, encode, event_tokens, window
 from safellm.risk.temporal import attribute, predict_logits
+from safellm.tasks import task_spec
 
 if TYPE_CHECKING:
     from safellm.risk.temporal_registry import TemporalBundle
@@ -33,7 +34,7 @@ class TemporalExplainer:
         self.net = bundle.net
         self.vocab = bundle.vocab
         self.cfg = bundle.cfg
-        self.task = bundle.meta.task
+        self.task = task_spec(bundle.meta.task).name
         self.model = bundle.meta.model
         self.version = bundle.meta.version
         self.bands = bundle.meta.bands

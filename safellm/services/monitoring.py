@@ -49,8 +49,8 @@ def audit_rows(path: Path, task: str) -> list[tuple[datetime, bool, bool]]:
         return []
     rows = []
     for r in AuditLog(path).records():
-        if r.task != task:
-            continue
+        if r.task != task or (r.llm or "").startswith("fake"):
+            continue  # the fake models answer tests and dry runs, not patients
         at = datetime.fromisoformat(r.at)
         rows.append((at, r.guard_passed and r.attempts <= 1, r.fallback_used))
     return rows

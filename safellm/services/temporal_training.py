@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from pydantic import BaseModel
 
 from safellm.errors import ArtifactError
 from safellm.fsutil import staged_dir
+from safellm.progress import Step
 from safellm.risk import plots
 from safellm.risk.evaluate import Estimate, calibration_intercept
 from safellm.risk.registry import code_version, new_version
@@ -25,7 +25,6 @@ from safellm.risk.temporal_registry import (
 )
 from safellm.tasks import temporal_task
 
-Progress = Callable[[str], None]
 COMPARED = ("auroc", "auprc", "brier")
 
 
@@ -69,7 +68,7 @@ def train_temporal_and_register(
     *,
     seed: int = 0,
     n_boot: int = 200,
-    progress: Progress | None = None,
+    progress: Step | None = None,
 ) -> TemporalSummary:
     from safellm.data.events import load_events
     from safellm.risk.dataset import load_task

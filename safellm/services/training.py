@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from safellm.config import Settings
 from safellm.explain.loader import tabular_explainer
 from safellm.explain.plots import waterfall
 from safellm.fsutil import staged_dir
-from safellm.progress import Stage, by_step, quiet
+from safellm.progress import Stage, Step, by_step, quiet
 from safellm.risk import plots
 from safellm.risk.card import model_card
 from safellm.risk.dataset import load_task
@@ -26,8 +25,6 @@ from safellm.risk.evaluate import Estimate, calibration_intercept, shift_log_odd
 from safellm.risk.registry import BundleMeta, code_version, new_version, save_bundle
 from safellm.risk.train import train_task
 from safellm.tasks import TEMPORAL_TASKS, task_names, temporal_task
-
-Progress = Callable[[str], None]
 
 
 class TrainSummary(BaseModel):
@@ -55,7 +52,7 @@ def train_and_register(
     seed: int = 0,
     n_boot: int = 200,
     log_mlflow: bool = True,
-    progress: Progress | None = None,
+    progress: Step | None = None,
 ) -> TrainSummary:
     from safellm.risk.fairness import fairness_report, fairness_table, plot_fairness
 

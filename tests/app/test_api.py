@@ -174,10 +174,12 @@ def test_rate_limit_is_429_per_key(demo_home, tmp_path) -> None:  # type: ignore
 def _explain_with_fake(demo_home: Path, tmp_path: Path, answer: str | Exception):  # type: ignore[no-untyped-def]
     """POST /v1/explain for the first readmission unit, on an app whose model gives `answer`."""
     settings = _settings(demo_home)
-    service = ExplanationService(settings, models={"fake": FakeChatModel(script=[answer])})
-    with TestClient(
-        create_app(settings, service=service, audit=AuditLog(tmp_path / "a.sqlite"))
-    ) as c:
+    service = ExplanationService(
+        settings,
+        models={"fake": FakeChatModel(script=[answer])},
+        audit=AuditLog(tmp_path / "a.sqlite"),
+    )
+    with TestClient(create_app(settings, service=service)) as c:
         return c.post(
             "/v1/explain",
             json={"task": "readmission", "hadm_id": first_hadm(demo_home)},

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from app.security import key_id
 from safellm.audit import AuditLog, AuditRecord
 from safellm.cli import app
 
@@ -89,6 +90,6 @@ def test_a_chat_answer_adds_one_row(live_server) -> None:  # type: ignore[no-unt
     assert len(rows) == before + 1
     assert (rows[-1].route, rows[-1].key_id, str(rows[-1].hadm_id)) == (
         "/chat",
-        "chat:clinician",
+        key_id(live_server.key),
         hadm,
     )

@@ -85,3 +85,41 @@ def test_bad_input_fails_clearly(hospital: Path, tmp_path: Path, monkeypatch) ->
     assert res.exit_code == 2 and "build the data first" in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["monitor", "--task", "wrong", "--current", str(tmp_path)])
     assert res.exit_code == 2 and "unknown task 'wrong'" in res.output
+
+
+def test_the_fake_models_answers_are_not_monitored(tmp_path: Path) -> None:
+    """Rows of tests and dry runs (the fake models) stay out of the explanation-quality drift."""
+    from safellm.audit import AuditLog, AuditRecord, now
+    from safellm.services.monitoring import audit_rows
+
+    log = AuditLog(tmp_path / "audit.sqlite")
+    for llm, task, fallback in (
+        ("fake", "readmission", True),
+        ("fake:hallucinate", "readmission", True),
+        ("local:qwen2.5-coder-1.5b", "readmission", False),
+        ("local:qwen2.5-coder-1.5b", "los", True),
+    ):
+        log.append(
+            AuditRecord(
+                at=now(),
+                key_id="k",
+                route="/v1/explain",
+                task=task,
+                subject_id=1,
+                hadm_id=2,
+                icustay_id=None,
+                risk_model="m@v",
+                prompt="p@v1",
+                policy="clinical@v1",
+                llm=llm,
+                guard_passed=not fallback,
+                fallback_used=fallback,
+                attempts=1,
+                violations=[],
+                latency_ms=1.0,
+                answer_sha256="0" * 64,
+                question_sha256=None,
+            )
+        )
+    rows = audit_rows(tmp_path / "audit.sqlite", "readmission")
+    assert [(passed, fallback) for _, passed, fallback in rows] == [(True, False)]
