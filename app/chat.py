@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from safellm.explain.facts import Facts, shown_value
+from safellm.explain.facts import Facts
 from safellm.rationale import CITATION, Explanation
 from safellm.services.explanation import Ask, Caller, ExplanationService
 from safellm.tasks import task_spec
@@ -40,11 +40,18 @@ def _linked(text: str) -> str:
 
 
 def evidence_html(facts: Facts) -> str:
+    """The facts (values as displayed, then all other features summed, which no answer may cite)
+    and the note chunks, each fact and chunk an anchor for its citation links."""
     rows = [
         f'<div id="ev-{c.id}"><b>[{c.id}]</b> {html.escape(c.label)} = '
-        f"{html.escape(shown_value(c.value, c.unit))}; {c.direction} ({c.shap:+.3f})</div>"
+        f"{html.escape(c.shown)}; {c.direction} ({c.shap:+.3f})</div>"
         for c in facts.contributions
     ]
+    if facts.n_other:
+        rows.append(
+            f"<div><i>all other features ({facts.n_other})</i>: "
+            f"{facts.other_contributions:+.3f}</div>"
+        )
     rows += [
         f'<div id="ev-{n.id}"><b>[{n.id}]</b> <i>{html.escape(n.category)}, '
         f"{html.escape(n.chart_time or 'undated')}</i>: {html.escape(n.text)}</div>"

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from safellm.cli import app
 from safellm.explain.facts import shown_value as _shown
+from tests.samples import sample_facts
 
 
 @pytest.mark.slow
@@ -64,3 +65,24 @@ def test_values_are_shown_as_clinicians_read_them() -> None:
     assert _shown(1.0, "yes/no") == "yes" and _shown(0.0, "yes/no") == "no"
     assert _shown(7.8, "mg/dL") == "7.8 mg/dL"
     assert _shown("SNF", "category") == "SNF"
+
+
+def test_facts_table_shows_values_as_displayed_and_all_other_features() -> None:
+    """Values rounded by the catalogue's precision; the contributions not listed summed in a last
+    row, so the column adds up from the base value to the model output."""
+    from safellm.cli.console import out
+    from safellm.cli.explain import print_facts
+
+    full = sample_facts()
+    age = full.contributions[1].model_copy(update={"value": 86.6645})
+    full = full.model_copy(
+        update={"contributions": [full.contributions[0], age, *full.contributions[2:]]}
+    )
+    with out.capture() as cap:
+        print_facts(full.cut(2))
+    text = " ".join(cap.get().split())
+    assert "2.4 mg/dL" in text and "87 years" in text and "86.66" not in text
+    assert "all other features (2)" in text and "+0.330" in text  # 0.21 + 0.12
+    with out.capture() as cap:
+        print_facts(full, top=8)
+    assert "all other features" not in cap.get()

@@ -171,15 +171,16 @@ def stream_explanation(
 
 
 def print_facts(facts: Facts, top: int = 8) -> None:
-    from safellm.explain.facts import shown_value
-
+    """The prediction and its top contributions, values as displayed (`Contribution.shown`), and
+    a last row for all other features, so the column adds up to the model output from the base."""
     p = facts.prediction
     spec = task_spec(facts.task)
     unit = f"ICU stay {facts.icustay_id}" if facts.icustay_id else f"admission {facts.hadm_id}"
     table = Table(
         title=f"{facts.task}: {unit} (patient {facts.subject_id}) — predicted "
         f"{spec.format_risk(p.risk)}, band {p.band}; contributions in {p.space} "
-        f"(base {p.base_value:+.3f})"
+        f"(base {p.base_value:+.3f}, output {p.model_output:+.3f})",
+        caption=f"model {facts.model}, bundle {facts.model_version}",
     )
     table.add_column("id")
     table.add_column("feature")
@@ -187,11 +188,11 @@ def print_facts(facts: Facts, top: int = 8) -> None:
     table.add_column("contribution", justify="right")
     table.add_column("direction")
     for c in facts.contributions[:top]:
-        table.add_row(c.id, c.label, shown_value(c.value, c.unit), f"{c.shap:+.3f}", c.direction)
+        table.add_row(c.id, c.label, c.shown, f"{c.shap:+.3f}", c.direction)
+    rest = facts.contributions[top:]
+    n_other = len(rest) + facts.n_other
+    if n_other:
+        other = facts.other_contributions + sum(c.shap for c in rest)
+        direction = "raises" if other > 0 else "lowers" if other < 0 else ""
+        table.add_row("", f"all other features ({n_other})", "", f"{other:+.3f}", direction)
     out.print(table)
-    rest = len(facts.contributions) - top
-    if rest > 0:
-        out.print(
-            f"  … and {rest} smaller contributions (model {facts.model}, "
-            f"bundle {facts.model_version})"
-        )

@@ -1,10 +1,12 @@
-"""The FEATURES catalogue: every model input with its clinical label, unit, source and time window.
+"""The FEATURES catalogue: every model input with its clinical label, unit, source, time window and
+display precision (the decimals a clinician reads it with: labs as the laboratory reports them).
 
 Later layers explain predictions with these labels and units, so they are written for clinicians.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -27,6 +29,21 @@ LABS: dict[str, tuple[int, str, str]] = {
     "albumin": (50862, "Albumin", "g/dL"),
 }
 
+# Decimals each lab is usually reported with, which is how its values are shown.
+LAB_DECIMALS: dict[str, int] = {
+    "hemoglobin": 1,
+    "creatinine": 1,
+    "bun": 0,
+    "sodium": 0,
+    "potassium": 1,
+    "wbc": 1,
+    "platelets": 0,
+    "lactate": 1,
+    "bicarbonate": 0,
+    "glucose": 0,
+    "albumin": 1,
+}
+
 # Vital signs from CHARTEVENTS (optional table): stem -> (ITEMIDs, label, unit)
 VITALS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "heart_rate": ((211, 220045), "Heart rate", "beats/min"),
@@ -34,6 +51,39 @@ VITALS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "resp_rate": ((618, 615, 220210, 224690), "Respiratory rate", "breaths/min"),
     "spo2": ((646, 220277), "Oxygen saturation (SpO2)", "%"),
     "temperature": ((223761, 678), "Temperature", "°F"),
+}
+VITAL_DECIMALS: dict[str, int] = {
+    "heart_rate": 0,
+    "sbp": 0,
+    "resp_rate": 0,
+    "spo2": 0,
+    "temperature": 1,
+}
+
+# Adult reference intervals of the labs and vital signs, in the catalogue's units, for words such
+# as "low", "high", "normal" about a value (the guard's fact.qualifier rule). Each is (low, high,
+# core low, core high): (low, high) is the widest usual interval, where a value may be called
+# normal; (core low, core high) the narrowest, below which a value may be called low and above
+# which high. They differ where the interval depends on sex (haemoglobin, creatinine) or on the
+# laboratory or guideline; between the two, either word is accepted. The temporal model's lab bins
+# (`safellm.risk.sequences.REFERENCE`) lie between the two.
+REFERENCE_RANGES: dict[str, tuple[float, float, float, float]] = {
+    "lab_hemoglobin": (12.0, 17.5, 13.5, 16.0),
+    "lab_creatinine": (0.5, 1.3, 0.7, 1.1),
+    "lab_bun": (6.0, 25.0, 8.0, 20.0),
+    "lab_sodium": (133.0, 146.0, 136.0, 145.0),
+    "lab_potassium": (3.3, 5.1, 3.5, 5.0),
+    "lab_wbc": (4.0, 11.0, 4.0, 11.0),
+    "lab_platelets": (140.0, 450.0, 150.0, 400.0),
+    "lab_lactate": (0.5, 2.2, 0.5, 2.0),
+    "lab_bicarbonate": (22.0, 32.0, 23.0, 29.0),
+    "lab_glucose": (70.0, 180.0, 70.0, 100.0),
+    "lab_albumin": (3.4, 5.4, 3.5, 5.0),
+    "vital_heart_rate": (50.0, 100.0, 60.0, 90.0),
+    "vital_sbp": (90.0, 140.0, 100.0, 120.0),
+    "vital_resp_rate": (10.0, 22.0, 12.0, 20.0),
+    "vital_spo2": (92.0, 100.0, 95.0, 100.0),
+    "vital_temperature": (96.8, 100.4, 97.7, 99.1),
 }
 
 # Medication classes matched on the lower-case drug name. High-alert classes (ISMP) are counted.
@@ -347,6 +397,15 @@ class Feature:
     window: str
     kind: Kind = "numeric"
     tasks: tuple[str, ...] = TASK_NAMES
+    # decimals a value is shown with; None: not a number to show (flags, categories). Numeric
+    # features not given one count something and are shown as whole numbers.
+    decimals: int | None = None
+    # reference interval of a lab or vital value (`REFERENCE_RANGES`): widest (low, high) and
+    # narrowest (core_low, core_high); None for every other feature
+    low: float | None = None
+    high: float | None = None
+    core_low: float | None = None
+    core_high: float | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -360,7 +419,9 @@ _BEFORE = "admissions before the current one"
 
 def _catalogue() -> dict[str, Feature]:
     f: list[Feature] = [
-        Feature("age", "Age", "years", "PATIENTS,ADMISSIONS", "at admission (capped at 90)"),
+        Feature(
+            "age", "Age", "years", "PATIENTS,ADMISSIONS", "at admission (capped at 90)", decimals=0
+        ),
         Feature("sex", "Sex", "", "PATIENTS", "static", "categorical"),
         Feature("ethnicity_group", "Ethnicity group", "", "ADMISSIONS", _ADM, "categorical"),
         Feature("insurance", "Insurance", "", "ADMISSIONS", _ADM, "categorical"),
@@ -390,7 +451,12 @@ def _catalogue() -> dict[str, Feature]:
             "12 months before admission",
         ),
         Feature(
-            "days_since_last_discharge", "Days since last discharge", "days", "ADMISSIONS", _BEFORE
+            "days_since_last_discharge",
+            "Days since last discharge",
+            "days",
+            "ADMISSIONS",
+            _BEFORE,
+            decimals=1,
         ),
         Feature("prior_icu_stays", "ICU stays in earlier admissions", "stays", "ICUSTAYS", _BEFORE),
         Feature(
@@ -477,10 +543,13 @@ def _catalogue() -> dict[str, Feature]:
             )
         )
     for stem, (_, label, unit) in LABS.items():
+        d = LAB_DECIMALS[stem]
         f += [
-            Feature(f"lab_{stem}_last", f"{label} (last)", unit, "LABEVENTS", _LABWIN),
-            Feature(f"lab_{stem}_min", f"{label} (lowest)", unit, "LABEVENTS", _LABWIN),
-            Feature(f"lab_{stem}_max", f"{label} (highest)", unit, "LABEVENTS", _LABWIN),
+            Feature(f"lab_{stem}_last", f"{label} (last)", unit, "LABEVENTS", _LABWIN, decimals=d),
+            Feature(f"lab_{stem}_min", f"{label} (lowest)", unit, "LABEVENTS", _LABWIN, decimals=d),
+            Feature(
+                f"lab_{stem}_max", f"{label} (highest)", unit, "LABEVENTS", _LABWIN, decimals=d
+            ),
             Feature(
                 f"lab_{stem}_n_abnormal",
                 f"{label}: abnormal results",
@@ -534,6 +603,7 @@ def _catalogue() -> dict[str, Feature]:
             "ADMISSIONS",
             "admission to discharge",
             tasks=("readmission",),
+            decimals=1,
         ),
         Feature(
             "hours_before_icu",
@@ -542,6 +612,7 @@ def _catalogue() -> dict[str, Feature]:
             "ADMISSIONS,ICUSTAYS",
             "admission to ICU intime",
             tasks=("icu_mortality",),
+            decimals=1,
         ),
         Feature(
             "icu_first_careunit",
@@ -561,14 +632,57 @@ def _catalogue() -> dict[str, Feature]:
                 unit,
                 "CHARTEVENTS",
                 "24 h before the prediction time",
+                decimals=VITAL_DECIMALS[stem],
             )
         )
     default_unit = {"binary": "yes/no", "categorical": "category"}
-    f = [replace(x, unit=x.unit or default_unit.get(x.kind, "")) for x in f]
+    f = [
+        replace(
+            x,
+            unit=x.unit or default_unit.get(x.kind, ""),
+            decimals=x.decimals if x.decimals is not None or x.kind != "numeric" else 0,
+        )
+        for x in f
+    ]
+    f = [_with_reference(x) for x in f]
     return {x.name: x for x in f}
 
 
+def _with_reference(x: Feature) -> Feature:
+    """A lab's last/lowest/highest value or a vital sign with its reference interval (not the
+    count of abnormal results, which is no value of the lab)."""
+    m = re.match(r"^((?:lab|vital)_\w+?)_(?:last|min|max)$", x.name)
+    if m is None or m.group(1) not in REFERENCE_RANGES:
+        return x
+    low, high, core_low, core_high = REFERENCE_RANGES[m.group(1)]
+    return replace(x, low=low, high=high, core_low=core_low, core_high=core_high)
+
+
 FEATURES: dict[str, Feature] = _catalogue()
+
+
+def display_decimals(feature: str) -> int | None:
+    """The decimals a value of `feature` is shown with: the catalogue's, the lab's for an event
+    concept of the temporal model (`lab_creatinine`), else None (no known precision)."""
+    if feature in FEATURES:
+        return FEATURES[feature].decimals
+    if feature.startswith("lab_"):
+        return LAB_DECIMALS.get(feature.removeprefix("lab_"))
+    return None
+
+
+def reference_range(feature: str) -> tuple[float, float, float, float] | None:
+    """(low, high, core low, core high) of a feature's value (`REFERENCE_RANGES`): a catalogue
+    lab or vital feature's, or an event concept's of the temporal model (`lab_creatinine`); None
+    for any other (counts, flags, categories)."""
+    f = FEATURES.get(feature)
+    if f is not None:
+        if f.low is None or f.high is None:
+            return None
+        core_low = f.core_low if f.core_low is not None else f.low
+        core_high = f.core_high if f.core_high is not None else f.high
+        return f.low, f.high, core_low, core_high
+    return REFERENCE_RANGES.get(feature)
 
 
 def features_for(task: str) -> list[Feature]:

@@ -2,6 +2,11 @@
 
 The shape follows the `facts` object of DESIGN.md's Explanation, so `safellm guard check --facts`
 accepts exactly what `safellm explain --json` and `POST /v1/explain` return.
+
+Facts cut to their top contributions (`Facts.cut`) keep the rest as one remainder,
+`other_contributions` over `n_other` features, so that `base_value + Σ shap + other_contributions`
+still equals `model_output` in the prediction's space (`Facts.adds_up`). Values are shown as a
+clinician reads them (`Contribution.shown`): rounded to the catalogue's decimals, with the unit.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from safellm.data.catalogue import display_decimals
 from safellm.tasks import TaskName
 
 Space = Literal["log-odds", "probability", "days", "log-days"]
@@ -29,6 +35,13 @@ class Contribution(BaseModel):
     direction: Literal["raises", "lowers"]
     rank: int = Field(ge=1)
 
+    @property
+    def shown(self) -> str:
+        """The value as displayed: rounded to the feature's catalogue decimals (`:g` for a
+        feature the catalogue does not know), with the unit; yes/no, "not measured", or the
+        category as it is."""
+        return shown_value(self.value, self.unit, display_decimals(self.feature))
+
 
 class NoteEvidence(BaseModel):
     id: str
@@ -43,7 +56,9 @@ class Prediction(BaseModel):
     band: Band
     base_value: float = Field(description="Expected model output over the training data.")
     space: Space = Field(description="Scale in which base_value and contributions add up.")
-    model_output: float = Field(description="base_value + sum of contributions, in `space`.")
+    model_output: float = Field(
+        description="base_value + sum of contributions + other_contributions, in `space`."
+    )
 
 
 class Facts(BaseModel):
@@ -55,10 +70,40 @@ class Facts(BaseModel):
     model_version: str
     prediction: Prediction
     contributions: list[Contribution]
+    other_contributions: float = Field(
+        default=0.0,
+        description="All other features: the sum of the contributions not listed, in `space`.",
+    )
+    n_other: int = Field(default=0, ge=0, description="How many contributions that sum covers.")
     notes: list[NoteEvidence] = Field(default_factory=list)
 
     def top(self, k: int) -> list[Contribution]:
         return self.contributions[:k]
+
+    def cut(self, k: int) -> Facts:
+        """These Facts with only the top `k` contributions listed; the others are folded into
+        `other_contributions` and `n_other`, so the Facts still add up."""
+        rest = self.contributions[k:]
+        if not rest:
+            return self
+        return self.model_copy(
+            update={
+                "contributions": self.contributions[:k],
+                "other_contributions": self.other_contributions + float(sum(c.shap for c in rest)),
+                "n_other": self.n_other + len(rest),
+            }
+        )
+
+    @property
+    def gap(self) -> float:
+        """model_output - (base_value + Σ shap + other_contributions): 0 when the Facts add up."""
+        p = self.prediction
+        listed = float(sum(c.shap for c in self.contributions))
+        return p.model_output - (p.base_value + listed + self.other_contributions)
+
+    def adds_up(self, tol: float = 1e-6) -> bool:
+        """Whether base value, listed contributions and remainder sum to the model output."""
+        return abs(self.gap) <= tol * max(1.0, abs(self.prediction.model_output))
 
     def by_id(self, cid: str) -> Contribution | NoteEvidence | None:
         for c in self.contributions:
@@ -157,12 +202,19 @@ def band_for(risk: float, thresholds: tuple[float, float]) -> Band:
     return "low"
 
 
-def shown_value(value: float | str | None, unit: str) -> str:
-    """A raw feature value as a clinician reads it (and as rationales must quote it)."""
+def shown_value(value: float | str | None, unit: str, decimals: int | None = None) -> str:
+    """A raw feature value as a clinician reads it (and as rationales must quote it): rounded to
+    `decimals` places (None: `:g`, six significant digits), with its unit."""
     if value is None:
         return "not measured"
     if isinstance(value, str):
         return value
     if unit == "yes/no":
         return "yes" if value else "no"
-    return f"{value:g} {unit}".strip()
+    if decimals is None:
+        text = f"{value:g}"
+    else:
+        text = f"{value:.{decimals}f}"
+        if float(text) == 0:
+            text = text.lstrip("-")  # -0.04 shows as 0.0, not -0.0
+    return f"{text} {unit}".strip()

@@ -2,6 +2,23 @@
 question, embedded with the packaged all-MiniLM-L6-v2 (offline), returned as `N1..Nk`.
 
 Only notes charted before the prediction time are considered (`safellm.data.notes.before`).
+`retrieve` chooses the evidence in three steps:
+
+1. template text is never offered: chunks that are headings, section labels, template fields or
+   very short (`safellm.data.notes.is_boilerplate`) are left out (`chunk_text` already drops
+   heading-only lines);
+2. near-duplicates are removed among the `POOL` chunks most relevant to the query (relevance:
+   the cosine of a chunk's embedding with the query's): two chunks whose word 3-shingle sets
+   have a Jaccard similarity of at least `NEAR_DUPLICATE` (0.8) are one, and the most
+   informative (most distinct shingles), then the earliest charted, is kept (`dedupe`). Nursing
+   notes of one stay repeat the same template shift after shift; this keeps one copy;
+3. the `k` chunks are picked by maximal marginal relevance (`mmr`): the most relevant first
+   (always N1), then each next chunk maximises `MMR_LAMBDA * relevance - (1 - MMR_LAMBDA) *
+   (largest cosine with a chunk already picked)`. `MMR_LAMBDA` = 0.5 weighs relevance and novelty
+   alike: with all-MiniLM-L6-v2, chunks of one note template are 0.93-0.98 alike while their
+   relevance differs by a few hundredths, so a larger lambda brings back a restatement of N1 as
+   N2. Chunks less than `RELEVANCE_FLOOR` (half) as relevant as N1 come only after all the others,
+   so novelty never puts a merely off-topic chunk before a relevant one.
 """
 
 from __future__ import annotations
@@ -14,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from safellm.data.notes import NoteChunk
+from safellm.data.notes import NoteChunk, is_boilerplate
 from safellm.errors import ConfigError
 from safellm.explain.facts import Contribution, NoteEvidence
 
@@ -83,24 +100,107 @@ def query_for(contributions: Sequence[Contribution], question: str | None, top: 
     return f"{question or ''} {labels}".strip()
 
 
+NEAR_DUPLICATE = 0.8  # word 3-shingle Jaccard at which two chunks count as one
+MMR_LAMBDA = 0.5  # relevance weight of maximal marginal relevance (1 - it: novelty)
+RELEVANCE_FLOOR = 0.5  # chunks less relevant than this share of the best come after all others
+POOL = 50  # the most relevant chunks considered for de-duplication and MMR (at least 10 k)
+SHINGLE = 3
+
+_DEID = re.compile(r"\[\*\*.*?\*\*\]")
+_TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+
+
+def shingles(text: str, n: int = SHINGLE) -> frozenset[str]:
+    """The word `n`-shingles of `text` (lower case, de-identification markers removed); a text of
+    fewer than `n` words is its one shingle."""
+    words = _TOKEN.findall(_DEID.sub(" ", text).lower())
+    if len(words) < n:
+        return frozenset([" ".join(words)]) if words else frozenset()
+    return frozenset(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def dedupe(chunks: Sequence[NoteChunk], threshold: float = NEAR_DUPLICATE) -> list[int]:
+    """The positions of `chunks` to keep (in their order) once near-duplicates (word 3-shingle
+    Jaccard >= `threshold`) are removed: of each group the most informative chunk (most distinct
+    shingles), then the earliest charted (chart time, note id, position), is kept."""
+    sh = [shingles(c.text) for c in chunks]
+    order = sorted(
+        range(len(chunks)),
+        key=lambda i: (-len(sh[i]), chunks[i].chart_time or "\uffff", chunks[i].note_id, i),
+    )
+    kept: list[int] = []
+    for i in order:
+        if all(jaccard(sh[i], sh[j]) < threshold for j in kept):
+            kept.append(i)
+    return sorted(kept)
+
+
+def mmr(
+    relevance: np.ndarray,
+    similarity: np.ndarray,
+    k: int,
+    lam: float = MMR_LAMBDA,
+    floor: float = RELEVANCE_FLOOR,
+) -> list[int]:
+    """Maximal marginal relevance: `k` positions picked one by one, each maximising
+    `lam * relevance[i] - (1 - lam) * max(similarity[i, picked])` (ties: the earlier position);
+    the first is the most relevant. Positions less relevant than `floor` times the best (when
+    the best is positive) come only after all the others: novelty never puts an off-topic chunk
+    before a relevant one."""
+    n = len(relevance)
+    picked: list[int] = []
+    if n == 0 or k <= 0:
+        return picked
+    best = float(np.max(relevance))
+    demoted = relevance < floor * best if best > 0 else np.zeros(n, dtype=bool)
+    redundancy = np.full(n, -np.inf)
+    free = np.ones(n, dtype=bool)
+    while len(picked) < min(k, n):
+        score = relevance if not picked else lam * relevance - (1 - lam) * redundancy
+        score = score - 4.0 * demoted  # scores lie in [-1, 1]: demoted ones rank last
+        i = int(np.flatnonzero(free)[np.argmax(score[free])])
+        picked.append(i)
+        free[i] = False
+        redundancy = np.maximum(redundancy, similarity[:, i])
+    return picked
+
+
 def retrieve(
-    chunks: Sequence[NoteChunk], query: str, embedder: Embedder, k: int = 3
+    chunks: Sequence[NoteChunk],
+    query: str,
+    embedder: Embedder,
+    k: int = 3,
+    *,
+    lam: float = MMR_LAMBDA,
 ) -> list[NoteEvidence]:
-    """The `k` chunks closest to `query` (cosine), best first, as evidence `N1..Nk`."""
+    """Up to `k` chunks relevant to `query` (cosine) and diverse, as evidence `N1..Nk`: template
+    chunks left out, near-duplicates removed, picked by maximal marginal relevance (`lam`), in
+    the order picked (N1 the most relevant)."""
     if k <= 0 or not chunks or not query.strip():
         return []
-    vecs = embedder.embed([query, *[c.text for c in chunks]])
-    scores = vecs[1:] @ vecs[0]
-    order = np.argsort(-scores, kind="stable")[:k]
+    candidates = [c for c in chunks if not is_boilerplate(c.text)]
+    if not candidates:
+        return []
+    vecs = embedder.embed([query, *[c.text for c in candidates]])
+    docs, relevance = vecs[1:], vecs[1:] @ vecs[0]
+    pool = np.argsort(-relevance, kind="stable")[: max(POOL, 10 * k)]
+    pool = pool[dedupe([candidates[i] for i in pool])]
+    picked = pool[mmr(relevance[pool], docs[pool] @ docs[pool].T, k, lam)]
     return [
         NoteEvidence(
-            id=f"N{i + 1}",
-            note_id=chunks[j].note_id,
-            category=chunks[j].category,
-            chart_time=chunks[j].chart_time,
-            text=chunks[j].text,
+            id=f"N{n + 1}",
+            note_id=candidates[j].note_id,
+            category=candidates[j].category,
+            chart_time=candidates[j].chart_time,
+            text=candidates[j].text,
         )
-        for i, j in enumerate(order)
+        for n, j in enumerate(picked)
     ]
 
 

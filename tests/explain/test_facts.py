@@ -1,4 +1,5 @@
-"""Facts from exact SHAP values: additivity, mapping to the catalogue, ranks and directions."""
+"""Facts from exact SHAP values: additivity (also once cut to the top), mapping to the catalogue,
+ranks and directions, values shown with the catalogue's precision."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from safellm.data.catalogue import FEATURES
-from safellm.explain.facts import Facts, band_for
+from safellm.explain.facts import Facts, band_for, ranked, shown_value
 from safellm.explain.shap import FactsExplainer
 from safellm.risk.dataset import load_task
 from safellm.risk.pipelines import make_pipeline, models_for
@@ -120,3 +121,68 @@ def test_global_view_columns_line_up_with_features(fitted) -> None:  # type: ign
         after, _ = ex.attributions(frame)
         moved = np.flatnonzero(~np.isclose(before[0], after[0]))
         assert list(moved) == [j]
+
+
+def test_facts_cut_to_the_top_still_add_up(fitted) -> None:  # type: ignore[no-untyped-def]
+    """The Explanation lists only the top contributions; the rest is one remainder, and base value
+    + listed contributions + remainder is exactly the model's output."""
+    td, pipe, ex = fitted
+    full = ex.facts(td.frame.iloc[5])
+    cut = full.cut(3)
+    assert [c.id for c in cut.contributions] == ["F1", "F2", "F3"]
+    assert cut.n_other == len(full.contributions) - 3 > 0
+    assert cut.other_contributions == pytest.approx(sum(c.shap for c in full.contributions[3:]))
+    p = cut.prediction
+    total = p.base_value + sum(c.shap for c in cut.contributions) + cut.other_contributions
+    assert total == pytest.approx(p.model_output, abs=1e-9)
+    assert total == pytest.approx(float(_raw_output(pipe, td)[5]), abs=1e-6)
+    assert full.adds_up() and cut.adds_up() and abs(cut.gap) < 1e-9
+    assert cut.cut(2).adds_up() and cut.cut(2).n_other == cut.n_other + 1
+    assert cut.cut(10) is cut
+    # the remainder travels in the JSON; dropping it breaks the sum
+    assert Facts.model_validate_json(cut.model_dump_json()) == cut
+    assert not cut.model_copy(update={"other_contributions": 0.0}).adds_up()
+
+
+def _shown(feature: str, value: float | str | None, unit: str) -> str:
+    return ranked([(feature, feature, value, unit, 0.1)])[0].shown
+
+
+def test_values_are_shown_with_the_catalogue_precision() -> None:
+    assert _shown("age", 86.6645, "years") == "87 years"
+    assert _shown("lab_creatinine_last", 2.4449, "mg/dL") == "2.4 mg/dL"
+    assert _shown("lab_platelets_min", 151.6, "K/uL") == "152 K/uL"
+    assert _shown("lab_creatinine_last", 3.0, "mg/dL") == "3.0 mg/dL"
+    assert _shown("vital_temperature_last", 98.64, "°F") == "98.6 °F"
+    assert _shown("prior_adm_12m", 2.0, "admissions") == "2 admissions"
+    assert _shown("lab_creatinine", 1.26, "mg/dL") == "1.3 mg/dL"  # a temporal event concept
+    assert _shown("elix_chf", 1.0, "yes/no") == "yes"
+    assert _shown("elix_chf", 0.0, "yes/no") == "no"
+    assert _shown("lab_lactate_last", None, "mmol/L") == "not measured"
+    assert _shown("discharge_location", "SNF", "category") == "SNF"
+    assert _shown("x", 86.6645, "years") == "86.6645 years"  # unknown feature: `:g` as before
+    assert shown_value(-0.04, "days", 1) == "0.0 days"  # never "-0.0"
+    assert shown_value(86.6645, "years") == "86.6645 years"
+
+
+def test_every_numeric_catalogue_feature_has_a_display_precision() -> None:
+    for f in FEATURES.values():
+        if f.kind == "numeric":
+            assert isinstance(f.decimals, int) and 0 <= f.decimals <= 2, f.name
+    assert FEATURES["age"].decimals == 0 and FEATURES["lab_potassium_last"].decimals == 1
+
+
+def test_waterfall_bars_end_with_all_other_features(fitted) -> None:  # type: ignore[no-untyped-def]
+    """The plot's bars add up from the base value to the output, for full and for cut Facts."""
+    from safellm.explain.plots import waterfall_bars
+
+    td, _, ex = fitted
+    full = ex.facts(td.frame.iloc[5])
+    for facts in (full, full.cut(3)):
+        names, values = waterfall_bars(facts, max_display=6)
+        p = facts.prediction
+        assert p.base_value + sum(values) == pytest.approx(p.model_output, abs=1e-9)
+        assert len(names) == len(values) <= 6
+        n = len(full.contributions) - (len(names) - 1)
+        assert names[-1] == f"all other features ({n})"
+        assert names[0] == f"{full.contributions[0].shown} = {full.contributions[0].label}"
