@@ -1,4 +1,5 @@
-"""The data files shipped inside the package: prompt templates, the guard policy, eval suites.
+"""The data files shipped inside the package: prompt templates, the guard policy and its concept
+lexicon, eval suites.
 
 The repository keeps them in its top-level folders `prompts/`, `guardrails/` and `evals/` (data,
 reviewed on their own; `guardrails/` must never become a Python package, it would shadow the
@@ -28,6 +29,7 @@ from safellm.errors import ConfigError
 
 PACKAGE = "safellm._data"
 POLICY = "clinical.yaml"
+CONCEPTS = "concepts.yaml"
 GROUNDING_SET = "grounding.v1.yaml"
 
 
@@ -55,6 +57,11 @@ def guardrails_dir() -> Path:
 def policy_file() -> Path:
     """The packaged guard policy (`guardrails/clinical.yaml`)."""
     return guardrails_dir() / POLICY
+
+
+def concepts_file() -> Path:
+    """The packaged clinical concept lexicon (`guardrails/concepts.yaml`)."""
+    return guardrails_dir() / CONCEPTS
 
 
 def evals_dir() -> Path:

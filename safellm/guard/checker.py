@@ -13,9 +13,23 @@ citations. Violations (rule ids as in the policy):
     citation.mismatch a sentence citing a fact whose feature it does not name, while naming another
     citation.missing  a sentence naming a fact's feature without citing any fact
     note.unsupported  a sentence citing a note chunk that does not support it (`NoteSupport`)
+    fact.unsupported_concept
+                      a clinical concept beyond the features (a diagnosis, finding, procedure,
+                      drug: `ConceptLexicon`) that belongs to no fact and no note chunk the
+                      sentence cites, or is named in a sentence citing nothing: "Sepsis raises
+                      the risk [F1]" when F1 is the age
+    fact.qualifier    a lab or vital value called high, low, normal or abnormal against its
+                      reference range ("a low white cell count of 7.2 K/uL" when it is 4-11), or
+                      a concept that says so ("hyponatraemia" citing a sodium of 139)
 
 Numbers and features in a sentence that cites a note are also accepted when they appear in that
-note chunk. Each violation carries its span in the text and a detail a clinician can read.
+note chunk. A concept belongs to a cited fact when the fact's feature supports it (its Elixhauser
+group: "heart failure" and "CHF" for "Congestive heart failure = yes"; its lab: "kidney function"
+for a creatinine) or when the fact's label or value names it; to a cited note chunk when the chunk
+names it, in any of its phrases or abbreviations ("MI" for "myocardial infarction"). Words the
+feature lexicon knows (a creatinine) stay with the feature rules. "Raises/lowers the risk" is a
+direction, not a qualifier, and counts and yes/no flags are never qualified. Each violation
+carries its span in the text and a detail a clinician can read.
 """
 
 from __future__ import annotations
@@ -25,7 +39,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from safellm.data.catalogue import reference_range
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, shown_value
+from safellm.guard.concepts import ConceptLexicon, ConceptMention, curated_concepts, phrase_key
 from safellm.guard.lexicon import Lexicon, Mention, concept_of
 from safellm.guard.policy import Policy
 from safellm.rationale import CITATION, Violation
@@ -49,7 +65,10 @@ LOWER = re.compile(
     r"hold(?:s|ing)?\s+(?:it\s+|the\s+risk\s+)?down|held\s+down|mitigat\w*|offset\w*|downward)",
     re.I,
 )
-NEGATION = re.compile(r"\b(?:not|n't|no longer|neither|nor|never)\b(?:\s+\w+){0,2}\s*$", re.I)
+# "not measured" is a value ("Albumin (lowest): not measured lowers the risk"), not a negation
+NEGATION = re.compile(
+    r"\b(?:not(?!\s+measured\b)|n't|no longer|neither|nor|never)\b(?:\s+\w+){0,2}\s*$", re.I
+)
 RANK = re.compile(
     r"\b(?:(second|third)\s+)?(?:strongest|largest|biggest|greatest|main|most\s+important|"
     r"primary|leading|dominant|chief|top)\s+(?:single\s+)?(?:risk\s+)?"
@@ -70,7 +89,56 @@ BOUND = re.compile(
     re.I,
 )
 QUOTE = re.compile(r'["“]([^"”]{8,})["”]')
+# words about a lab or vital value against its reference range (not "raises/lowers the risk")
+_QUALIFIER = {
+    "high": "high",
+    "elevated": "high",
+    "raised": "high",
+    "increased": "high",
+    "low": "low",
+    "decreased": "low",
+    "reduced": "low",
+    "depressed": "low",
+    "diminished": "low",
+    "normal": "normal",
+    "unremarkable": "normal",
+    "abnormal": "abnormal",
+    "deranged": "abnormal",
+}
+_QWORD = (
+    r"(?P<neg>\bnot\s+|\bnon-?)?(?:(?:abnormally|very|markedly|mildly|slightly|moderately|"
+    r"severely|significantly|critically|persistently|extremely|quite|rather|notably|"
+    r"substantially|somewhat|modestly|borderline)\s+)?(?P<q>" + "|".join(_QUALIFIER) + r")"
+)
+# "a high creatinine", "an elevated last creatinine", "low serum albumin"
+PRE_QUALIFIER = re.compile(
+    r"\b" + _QWORD + r"\s+(?:(?:serum|blood|plasma|last|latest|lowest|highest|peak|recent|"
+    r"most\s+recent|admission|final|initial|measured|mean|average)\s+)*$",
+    re.I,
+)
+# "creatinine (2.4 mg/dL) is elevated", "albumin was 3.9 g/dL, which is low", "sodium levels
+# were normal", "creatinine within normal limits"
+POST_QUALIFIER = re.compile(
+    r"^(?:\s*\([^)]*\))*(?:\s+(?:level|levels|value|values|count|concentration|reading|result))?"
+    r"(?:\s*(?:of|at|was|is|=|:)?\s*[-+−]?\d+(?:\.\d+)?(?:\s*[^\s,.;()\[\]]+)?)?"
+    r"(?:\s*\([^)]*\))?\s*,?\s*(?:which\s+|that\s+)?"
+    r"(?:(?:is|was|are|were|remains|remained|being|looks|looked|appears|appeared|seems|seemed|"
+    r"came\s+back)\s+" + _QWORD + r"\b|(?:(?:is|was|are|were)\s+)?within\s+(?:the\s+)?"
+    r"(?P<wnl>normal)\s+(?:range|limits))",
+    re.I,
+)
 SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"'])")
+
+
+@dataclass
+class _Known:
+    """What the cited facts and notes name, worked out once per check: the concepts of each
+    fact's label and value and of each note chunk, and their phrase keys."""
+
+    fact_ids: dict[str, set[str]]
+    fact_keys: dict[str, str]
+    note_ids: dict[str, set[str]]
+    note_keys: dict[str, str]
 
 
 @dataclass
@@ -135,9 +203,17 @@ def _matches(x: float, token: str, v: float, rel: float) -> bool:
 class Checker:
     """Checks rationales against Facts under a policy."""
 
-    def __init__(self, policy: Policy, note_support: NoteSupport | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        note_support: NoteSupport | None = None,
+        concepts: ConceptLexicon | None = None,
+    ) -> None:
         self.policy = policy
         self.lexicon = Lexicon(policy.lexicon)
+        # the clinical concepts beyond the features (default: guardrails/concepts.yaml and the
+        # catalogue; `safellm.guard.concepts.concept_lexicon(settings)` adds the MIMIC vocabularies)
+        self.concepts = concepts if concepts is not None else curated_concepts()
         self.rel = policy.rule("fact.number").relative_tolerance or 0.02
         self.note_support = note_support
         nr = policy.rule("note.unsupported")
@@ -177,10 +253,20 @@ class Checker:
         by_id |= {n.id: n for n in facts.notes}
         concepts = {c.id: concept_of(c.feature) for c in facts.contributions}
         shown = set(concepts.values())
+        known = self._known(facts)
         out: list[Violation] = []
         for s in sentences(text):
-            out += self._sentence(s, facts, by_id, concepts, shown)
+            out += self._sentence(s, facts, by_id, concepts, shown, known)
         return out
+
+    def _known(self, facts: Facts) -> _Known:
+        fact_text = {c.id: f"{c.label} {shown_value(c.value, c.unit)}" for c in facts.contributions}
+        return _Known(
+            fact_ids={i: self.concepts.ids_in(t) for i, t in fact_text.items()},
+            fact_keys={i: f" {phrase_key(t)} " for i, t in fact_text.items()},
+            note_ids={n.id: self.concepts.ids_in(n.text) for n in facts.notes},
+            note_keys={n.id: f" {phrase_key(n.text)} " for n in facts.notes},
+        )
 
     def _sentence(
         self,
@@ -189,6 +275,7 @@ class Checker:
         by_id: dict[str, Contribution | NoteEvidence],
         concepts: dict[str, str],
         shown: set[str],
+        known: _Known | None = None,
     ) -> list[Violation]:
         out: list[Violation] = []
         span = (s.start, s.end)
@@ -248,7 +335,18 @@ class Checker:
         out += self._bindings(s, body, facts, mentions, note_text)
         out += self._directions(s, body, facts, by_id, concepts, fact_ids)
         out += self._ranks(s, body, facts, named, fact_ids)
-        out += self._notes(s, body, notes)
+        unsupported_by_note = self._notes(s, body, notes)
+        out += unsupported_by_note
+        found = [
+            cm
+            for cm in self.concepts.mentions(body)
+            if not any(cm.start < m.end and m.start < cm.end for m in mentions)
+        ]
+        if not unsupported_by_note:  # a sentence its note does not support is reported once
+            out += self._open_concepts(
+                s, found, facts, fact_ids, [n.id for n in notes], known or self._known(facts)
+            )
+        out += self._qualifiers(s, body, facts, mentions, found, fact_ids, bool(notes))
         return out
 
     def _numbers(self, s: Sentence, body: str, facts: Facts, note_text: str) -> list[Violation]:
@@ -473,3 +571,152 @@ class Checker:
                 )
             )
         return out
+
+    # ------------------------------------------------------------------------- open world
+    def _open_concepts(
+        self,
+        s: Sentence,
+        found: list[ConceptMention],
+        facts: Facts,
+        fact_ids: list[str],
+        note_ids: list[str],
+        known: _Known,
+    ) -> list[Violation]:
+        """Every clinical concept named must belong to a cited fact or a cited note chunk."""
+        out = []
+        cited = [c for c in facts.contributions if c.id in fact_ids]
+        for cm in found:
+            if any(self._about(c, cm, known) for c in cited) or any(
+                cm.ids & known.note_ids.get(n, set())
+                or f" {phrase_key(cm.text)} " in known.note_keys.get(n, "")
+                for n in note_ids
+            ):
+                continue
+            if not fact_ids and not note_ids:
+                detail = f"'{cm.text}' is named, but the sentence cites no fact or note"
+            else:
+                detail = f"'{cm.text}' belongs to no cited fact or note"
+            other = next(
+                (
+                    c
+                    for c in facts.contributions
+                    if c.id not in fact_ids and self._about(c, cm, known)
+                ),
+                None,
+            )
+            if other is not None:
+                detail += f" ({other.id}, {other.label}, is about it but is not cited)"
+            out.append(
+                Violation(
+                    rule="fact.unsupported_concept",
+                    detail=detail,
+                    span=(s.start + cm.start, s.start + cm.end),
+                )
+            )
+        return out
+
+    def _about(self, c: Contribution, cm: ConceptMention, known: _Known) -> bool:
+        """Whether fact `c` supports the concept named by `cm`: its feature does, or its label or
+        value names the concept."""
+        feats = self.concepts.features_of(cm.ids)
+        return (
+            concept_of(c.feature) in feats
+            or c.feature in feats
+            or bool(cm.ids & known.fact_ids.get(c.id, set()))
+            or f" {phrase_key(cm.text)} " in known.fact_keys.get(c.id, "")
+        )
+
+    def _qualifiers(
+        self,
+        s: Sentence,
+        body: str,
+        facts: Facts,
+        mentions: list[Mention],
+        found: list[ConceptMention],
+        fact_ids: list[str],
+        cites_notes: bool,
+    ) -> list[Violation]:
+        """High/low/normal/abnormal said of a lab or vital value must fit its reference range;
+        so must a concept that says it ("hyponatraemia": a low sodium)."""
+        out = []
+        labels = {" ".join(c.label.lower().split()): c for c in facts.contributions}
+
+        def candidates(features: set[str], m_end: int, text: str) -> list[Contribution]:
+            """The facts a claim about `features` at `text` (ending at `m_end`) is about: the
+            fact of that exact label, else those of the next citation, else those the sentence
+            cites, else (when it cites no note) any fact of the features."""
+            exact = labels.get(" ".join(text.lower().split()))
+            if exact is not None:
+                return [exact]
+            g = next((g for g in CITATION.finditer(s.text) if g.start() >= m_end), None)
+            after = set(re.split(r"\s*[,;]\s*", g.group(1))) if g is not None else set()
+            for ids in (after, set(fact_ids)):
+                hit = [
+                    c
+                    for c in facts.contributions
+                    if c.id in ids and concept_of(c.feature) in features
+                ]
+                if hit:
+                    return hit
+            if cites_notes:  # about what the cited note says, not about a fact
+                return []
+            return [c for c in facts.contributions if concept_of(c.feature) in features]
+
+        # (high/low/normal/abnormal, the facts it may be about, span, the word, a concept?)
+        claims: list[tuple[str, list[Contribution], tuple[int, int], str, bool]] = []
+        for m in mentions:
+            pre = PRE_QUALIFIER.search(body[: m.start])
+            post = POST_QUALIFIER.match(body[m.end :])
+            for hit, span in (
+                (pre, (m.start - len(pre.group(0)) if pre else 0, m.end)),
+                (post, (m.start, m.end + (post.end() if post else 0))),
+            ):
+                if hit is None or hit.group("neg"):
+                    continue
+                word = (hit.group("q") or hit.group("wnl") or "").lower()
+                kind = _QUALIFIER[word]
+                cands = candidates(set(m.concepts), m.end, m.text)
+                claims.append((kind, cands, span, word, False))
+        for cm in found:
+            for cid in sorted(cm.ids):
+                concept = self.concepts.concepts.get(cid)
+                if concept is None or concept.implies is None:
+                    continue
+                cands = candidates(set(concept.features), cm.end, cm.text)
+                claims.append((concept.implies, cands, (cm.start, cm.end), cm.text, True))
+        for kind, cands, (a, b), word, named in claims:
+            ranged = [
+                (c, float(c.value), rr)
+                for c in cands
+                if isinstance(c.value, (int, float))
+                and not isinstance(c.value, bool)
+                and (rr := reference_range(c.feature)) is not None
+            ]
+            if not ranged or not all(_contradicts(kind, v, rr) for _, v, rr in ranged):
+                continue
+            c, _, (low, high, core_low, core_high) = ranged[0]
+            lo, hi = (low, high) if kind == "normal" else (core_low, core_high)
+            value = shown_value(c.value, c.unit)
+            ref = f"{lo:g}-{hi:g} {c.unit}".rstrip()
+            if named:
+                detail = f"'{word}' means a {kind} {c.label}, but it is {value} (reference {ref})"
+            else:
+                detail = f"calls {c.label} ({value}) '{word}', but its reference range is {ref}"
+            out.append(
+                Violation(rule="fact.qualifier", detail=detail, span=(s.start + a, s.start + b))
+            )
+        return out
+
+
+def _contradicts(kind: str, v: float, rr: tuple[float, float, float, float]) -> bool:
+    """Whether calling value `v` `kind` (high, low, normal, abnormal) is wrong for reference
+    range `rr` (low, high, core low, core high): "low" needs it below the core interval's low,
+    "high" above its high, "normal" inside the widest interval, "abnormal" outside the core."""
+    low, high, core_low, core_high = rr
+    if kind == "high":
+        return v <= core_high
+    if kind == "low":
+        return v >= core_low
+    if kind == "normal":
+        return v < low or v > high
+    return core_low <= v <= core_high
