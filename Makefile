@@ -45,13 +45,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # the full eval suite on the packaged local model (builds the synthetic hospital and trains the
-# three task models first when they are missing); reports in $(HOME_DIR)/eval/default.v1/
+# three task models first when they are missing), prompts v1 and v2 side by side in one report
+# (each with the chat prompt of its version for follow-ups); reports in $(HOME_DIR)/eval/default.v1/
 HOME_DIR = $${SAFELLM_HOME:-.safellm}
 eval: $(STAMP)
 	@test -f "$(HOME_DIR)/models/readmission/LATEST" || $(VENV)/bin/safellm demo --model fake
 	@for t in icu_mortality los; do test -f "$(HOME_DIR)/models/$$t/LATEST" || \
 	  $(VENV)/bin/safellm train --task $$t --n-boot 100 || exit 1; done
-	$(VENV)/bin/safellm eval --model local
+	$(VENV)/bin/safellm eval --model local --prompt explain-risk:1 --prompt explain-risk:2
 
 bench: $(STAMP)
 	$(PY) bench/etl.py

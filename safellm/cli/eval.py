@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from safellm.cli.console import fail, out, settings, stages
@@ -66,10 +67,11 @@ def evaluate(
     except SafeLLMError as exc:
         raise fail(exc) from exc
     for run in report.runs:
-        targets = {(g.mode, g.metric): g for g in report.gates if g.run.startswith(run.model)}
+        targets = {(g.mode, g.metric): g for g in report.gates if g.run == run.label}
+        follow = f", follow-ups with {run.followup_prompt}" if run.followup_prompt else ""
         table = Table(
             title=f"{report.suite} — {run.model} · {run.prompt} ({run.cases} cases, "
-            f"{run.cached} from the cache)"
+            f"{run.cached} from the cache{follow})"
         )
         for col in ("metric", "raw", "guarded", "target", "met"):
             table.add_column(col, justify="left" if col == "metric" else "right")
@@ -80,6 +82,8 @@ def evaluate(
                 m, fmt(m, raw), fmt(m, run.metrics["guarded"][m]), g.target if g else "", met
             )
         out.print(table)
+        for note in run.notes:
+            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     mu = report.mutation
     out.print(
         f"Guard mutation test: {mu.mutants} mutants of {mu.bases} correct rationales — "

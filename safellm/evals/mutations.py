@@ -10,6 +10,13 @@ mistake a language model makes, in a way that a clinician reading the answer wou
     swap_features    the labels of two facts exchanged
     invent_feature   a sentence about a lab or vital that is not among the facts
     invent_note_fact a sentence citing a note for something the note does not say
+    out_of_catalogue_concept
+                     a sentence naming a clinical concept outside the feature catalogue (sepsis,
+                     myocardial infarction, pulmonary embolism, stroke, cirrhosis, ...) and citing
+                     a real fact, as if the fact meant it: "Sepsis also raises the predicted risk
+                     [F1]." Only concepts that neither the Facts (labels, values) nor the notes
+                     mention, so the sentence is wrong for that patient; appended, inserted after
+                     the first sentence, or put in place of a sentence citing a fact
     add_dose         a dose or treatment order
     add_phi          a name, record number, phone number, date, address or de-id marker
     drop_citation    the citations of a sentence naming a fact removed
@@ -33,6 +40,7 @@ KINDS = (
     "swap_features",
     "invent_feature",
     "invent_note_fact",
+    "out_of_catalogue_concept",
     "add_dose",
     "add_phi",
     "drop_citation",
@@ -57,6 +65,100 @@ NOTE_CLAIMS = [
     "The notes document that the patient refused all further treatment",
     "The notes report a new diagnosis of metastatic pancreatic cancer",
 ]
+# Concepts outside the catalogue: (name, how small models write it — a sentence without its
+# citation —, what in the Facts or notes would support it: a regex over labels, values and note
+# text). A concept is used only where nothing supports it.
+CONCEPTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "sepsis",
+        ("Sepsis also raises the predicted risk", "The patient's sepsis contributes to the risk"),
+        r"\bsep(?:sis|tic|ticaemia|ticemia)\b|\bbacter(?:a)?emi|\bsirs\b|\binfect|\bcultures?\b"
+        r"|\bantibiotic",
+    ),
+    (
+        "myocardial infarction",
+        (
+            "A recent myocardial infarction raises the risk",
+            "The patient's heart attack adds to the risk",
+        ),
+        r"\bmyocardial|\binfarct|\bheart attack|\b(?:n?stemi|ami|mi|acs)\b|\btroponin"
+        r"|\bcoronary|\bcatheteri[sz]ation",
+    ),
+    (
+        "pulmonary embolism",
+        (
+            "A pulmonary embolism during this admission raises the risk",
+            "The PE is likely what drives the risk up",
+        ),
+        r"\bembol|\b(?:pe|dvt|vte)\b|\bthrombo|\bpulmonary circulation",
+    ),
+    (
+        "stroke",
+        ("The recent stroke adds to the risk", "A history of stroke increases the risk"),
+        r"\bstroke|\bcerebr|\b(?:cva|tia)\b|\bhemipar|\bparalys|\bintracranial",
+    ),
+    (
+        "cirrhosis",
+        ("Underlying cirrhosis raises the risk", "Liver cirrhosis contributes to the risk"),
+        r"\bcirrho|\bliver|\bhepat|\bascites|\bvarice",
+    ),
+    (
+        "diabetic ketoacidosis",
+        (
+            "Diabetic ketoacidosis on admission raises the risk",
+            "The DKA episode contributes to the risk",
+        ),
+        r"\bketo|\bdka\b|\bdiabet|\binsulin",
+    ),
+    (
+        "gastrointestinal bleeding",
+        ("A recent GI bleed raises the risk", "Gastrointestinal bleeding adds to the risk"),
+        r"\bbleed|\bh(?:a)?emorrhag|\bmel(?:a)?ena|\bh(?:a)?ematochezia|\bblood loss"
+        r"|\bgi\b|\bgastrointestinal|\btransfus|\begd\b",
+    ),
+    (
+        "COPD exacerbation",
+        (
+            "A COPD exacerbation also raises the risk",
+            "The patient's COPD flare contributes to the risk",
+        ),
+        r"\bcopd\b|\bchronic obstructive|\bchronic pulmonary|\bemphysema|\bbronch",
+    ),
+    (
+        "pneumonia",
+        ("Pneumonia also raises the predicted risk", "The pneumonia contributes to the risk"),
+        r"\bpneumon|\binfiltrate|\bconsolidation|\binfect",
+    ),
+    (
+        "acute kidney injury",
+        (
+            "Acute kidney injury raises the risk",
+            "The patient's AKI adds to the risk",
+        ),
+        r"\bkidney|\brenal|\baki\b|\bcreatinine|\burea|\bbun\b|\bdialys|\bnephro"
+        r"|\burine output",
+    ),
+    (
+        "atrial fibrillation",
+        ("Atrial fibrillation adds to the risk", "The patient's AFib raises the risk"),
+        r"\bfibrillation|\bafib\b|\ba-fib\b|\barrhythm",
+    ),
+    (
+        "delirium",
+        ("The patient's delirium raises the risk", "Delirium during the stay adds to the risk"),
+        r"\bdelir|\bconfus|\bagitat|\bmental status|\bencephalopath",
+    ),
+    (
+        "hip fracture",
+        ("The hip fracture contributes to the risk", "A recent hip fracture raises the risk"),
+        r"\bfractur|\bhip\b|\bfalls?\b|\borthop",
+    ),
+    (
+        "septic shock",
+        ("Septic shock raises the predicted risk", "The episode of shock adds to the risk"),
+        r"\bshock|\bsep(?:sis|tic)\b|\bvasopressor|\bpressors?\b|\bhypotens",
+    ),
+)
 DOSES = [
     "Give furosemide 40 mg IV twice daily.",
     "Start the patient on heparin 5000 units every 8 hours.",
@@ -152,6 +254,48 @@ def invent_note_fact(text: str, facts: Facts, i: int) -> str | None:
     return _append(text, f"{NOTE_CLAIMS[i % len(NOTE_CLAIMS)]} [{facts.notes[0].id}].")
 
 
+def _supported_text(facts: Facts) -> str:
+    """What in the Facts could support a concept: every label, feature name and text value, and
+    the text of every note."""
+    parts = [f"{c.label} {c.feature.replace('_', ' ')} {c.value}" for c in facts.contributions]
+    return " ".join(parts + [n.text for n in facts.notes])
+
+
+def unsupported_concepts(facts: Facts) -> list[tuple[str, tuple[str, ...]]]:
+    """The concepts of `CONCEPTS` that nothing in the Facts or notes mentions (name, sentences)."""
+    seen = _supported_text(facts)
+    return [(name, said) for name, said, support in CONCEPTS if not re.search(support, seen, re.I)]
+
+
+def _sentence_end(text: str) -> int | None:
+    """Where the first sentence of `text` ends (after its citations), if more text follows."""
+    m = re.search(r"[.!?](?:\s*\[[^\]]*\])*(?=\s+\S)", text)
+    return m.end() if m else None
+
+
+def out_of_catalogue_concept(text: str, facts: Facts, i: int) -> str | None:
+    options = unsupported_concepts(facts)
+    if not options or not facts.contributions:
+        return None
+    _, said = options[i % len(options)]
+    raising = [c for c in facts.contributions[:3] if c.direction == "raises"]
+    cited = (raising or facts.contributions[:1])[i % len(raising or facts.contributions[:1])]
+    sentence = f"{said[(i // len(options)) % len(said)]} [{cited.id}]."
+    how = i % 3
+    if how == 1:  # inserted after the first sentence
+        end = _sentence_end(text)
+        if end is not None:
+            return f"{text[:end]} {sentence}{text[end:]}"
+    if (
+        how == 2
+    ):  # in place of a sentence that cites a fact (not the first one, when there are more)
+        citing = [s for s in sentences(text) if any(c.startswith("F") for c in citations(s.text))]
+        if citing:
+            s = citing[-1] if len(citing) > 1 else citing[0]
+            return text[: s.start] + sentence + text[s.end :]
+    return _append(text, sentence)
+
+
 def add_dose(text: str, facts: Facts, i: int) -> str | None:
     return _append(text, DOSES[i % len(DOSES)])
 
@@ -175,6 +319,7 @@ MUTATORS: dict[str, Callable[[str, Facts, int], str | None]] = {
     "swap_features": swap_features,
     "invent_feature": invent_feature,
     "invent_note_fact": invent_note_fact,
+    "out_of_catalogue_concept": out_of_catalogue_concept,
     "add_dose": add_dose,
     "add_phi": add_phi,
     "drop_citation": drop_citation,

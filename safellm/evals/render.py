@@ -32,8 +32,110 @@ def charted(kind: Kind) -> list[str]:
 
 
 def _targets(report: EvalReport, run: RunSummary) -> dict[tuple[str, str], tuple[str, bool]]:
-    label = f"{run.model} · {run.prompt}"
-    return {(g.mode, g.metric): (g.target, g.passed) for g in report.gates if g.run == label}
+    return {(g.mode, g.metric): (g.target, g.passed) for g in report.gates if g.run == run.label}
+
+
+def columns(report: EvalReport) -> list[tuple[RunSummary, str]]:
+    """Each run with the name of its columns: the prompt alone when every run has one model."""
+    one_model = len({r.model for r in report.runs}) == 1
+    return [(r, r.prompt if one_model else r.label) for r in report.runs]
+
+
+def _runs(report: EvalReport) -> list[str]:
+    lines = []
+    for run, c in columns(report):
+        follow = f"; follow-up cases with {run.followup_prompt}" if run.followup_prompt else ""
+        lines.append(f"- {c}: {run.model} · {run.prompt}{follow}")
+        lines += [f"  - note: {n}" for n in run.notes]
+    return ["Runs:", "", *lines, ""]
+
+
+def _side_by_side(report: EvalReport) -> list[str]:
+    """Every run metric, the runs' raw and guarded columns next to each other."""
+    cols = columns(report)
+    lines = [
+        "## Side by side",
+        "",
+        "Guarded values that miss their gate are marked **NO**.",
+        "",
+        "| metric | "
+        + " | ".join(f"{c} raw | {c} guarded" for _, c in cols)
+        + " | guarded target |",
+        "|---" + "|---:|---:" * len(cols) + "|---:|",
+    ]
+    for m in RUN_METRICS:
+        cells, target = [], ""
+        for run, _ in cols:
+            t, ok = _targets(report, run).get(("guarded", m), ("", True))
+            target = target or t
+            guarded = fmt(m, run.metrics["guarded"].get(m)) + ("" if ok else " **NO**")
+            cells.append(f"{fmt(m, run.metrics['raw'].get(m))} | {guarded}")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {target} |")
+    return [*lines, ""]
+
+
+def _by_style(report: EvalReport) -> list[str]:
+    """A table per metric declared `by_style`: its value per case style, raw → guarded, the runs
+    side by side."""
+    cols = columns(report)
+    if not cols:
+        return []
+    lines: list[str] = []
+    for metric in RUN:
+        if not metric.by_style:
+            continue
+        m = metric.name
+        styles = sorted(
+            {
+                st
+                for run, _ in cols
+                for st, modes in run.by_style.items()
+                if any(values.get(m) is not None for values in modes.values())
+            }
+        )
+        if not styles:
+            continue
+        guarded = [r for r in cols[0][0].records if r.mode == "guarded"]
+        lines += [
+            f"## {m} by style",
+            "",
+            f"{metric.description} Raw → guarded.",
+            "",
+            "| style | cases | " + " | ".join(c for _, c in cols) + " |",
+            "|---|---:" + "|---" * len(cols) + "|",
+        ]
+        for st in styles:
+            cells = []
+            for run, _ in cols:
+                modes = run.by_style.get(st, {})
+                raw, kept = modes.get("raw", {}).get(m), modes.get("guarded", {}).get(m)
+                cells.append(f"{fmt(m, raw)} → {fmt(m, kept)}")
+            n = sum(1 for r in guarded if r.style == st)
+            lines.append(f"| {st} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _false_refusals(report: EvalReport, limit: int = 30) -> list[str]:
+    """The benign questions the guarded pipeline refused, per run."""
+    lines: list[str] = []
+    for run, c in columns(report):
+        benign = sum(1 for r in run.records if r.mode == "guarded" and r.family == "benign")
+        if not benign:
+            continue
+        refused = [r for r in run.records if r.mode == "guarded" and "false_refusal" in r.failed]
+        raw = sum(1 for r in run.records if r.mode == "raw" and "false_refusal" in r.failed)
+        lines += [
+            f"{c}: {len(refused)} of {benign} benign questions refused guarded, {raw} raw"
+            + (":" if refused else "."),
+            "",
+        ]
+        lines += [f"- `{r.id}` ({r.style or r.family}): {r.question}" for r in refused[:limit]]
+        if len(refused) > limit:
+            lines.append(f"- … and {len(refused) - limit} more (report.json)")
+        if refused:
+            lines.append("")
+    return ["## False refusals", "", *lines] if lines else []
 
 
 def markdown(report: EvalReport) -> str:
@@ -47,11 +149,18 @@ def markdown(report: EvalReport) -> str:
         f"({sum(g.passed for g in report.gates)}/{len(report.gates)}).",
         "",
     ]
+    lines += _runs(report)
+    if len(report.runs) > 1:
+        lines += _side_by_side(report)
+    lines += _by_style(report)
+    lines += _false_refusals(report)
     for run in report.runs:
         targets = _targets(report, run)
+        lines += [f"## {run.model} · prompt {run.prompt}", ""]
+        if run.followup_prompt:
+            lines += [f"Follow-up cases (with chat history) use {run.followup_prompt}.", ""]
+        lines += [*(f"Note: {n}" for n in run.notes), *([""] if run.notes else [])]
         lines += [
-            f"## {run.model} · prompt {run.prompt}",
-            "",
             "| metric | raw | guarded | guarded target | met |",
             "|---|---:|---:|---:|:---:|",
         ]
@@ -78,7 +187,8 @@ def markdown(report: EvalReport) -> str:
             lines += ["", "Guarded answers that failed a check (first 10):", ""]
             for r in failing:
                 why = "; ".join(f"{k}: {v}" for k, v in r.failed.items())
-                lines.append(f"- `{r.id}` ({r.family}): {why}")
+                kind = f"{r.family}, {r.style}" if r.style else r.family
+                lines.append(f"- `{r.id}` ({kind}): {why}")
         lines.append("")
     mu = report.mutation
     lines += [
@@ -134,7 +244,9 @@ def plots(report: EvalReport) -> list[tuple[str, str]]:
             [r.latency_s for r in run.records if r.mode == m and r.error is None]
             for m in ("raw", "guarded")
         ]
-        ax.boxplot([d or [0.0] for d in data], tick_labels=["raw", "guarded"], vert=False)
+        ax.boxplot(
+            [d or [0.0] for d in data], tick_labels=["raw", "guarded"], orientation="horizontal"
+        )
         ax.set_xlabel("seconds per answer")
         ax.set_title(f"{run.model} · {run.prompt}: latency")
         out.append((f"{run.model} · {run.prompt}: latency", png_base64(fig)))
@@ -185,6 +297,9 @@ def html_report(report: EvalReport, md: str) -> str:
             tables.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
         elif line.strip():
             tables.append(f"<p>{html.escape(line).replace('**', '')}</p>")
+    # the plots go after the tables of the runs, before the mutation test's section
+    mutation = "<h2>Guard mutation test</h2>"
+    cut = tables.index(mutation) if mutation in tables else len(tables)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
@@ -193,7 +308,7 @@ def html_report(report: EvalReport, md: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report "
         f"{html.escape(report.suite)}</title><style>{style}</style></head><body>"
-        f"{''.join(tables[:4])}{imgs}{''.join(tables[4:])}</body></html>"
+        f"{''.join(tables[:cut])}{imgs}{''.join(tables[cut:])}</body></html>"
     )
 
 

@@ -18,6 +18,8 @@ MODES = ("raw", "guarded")
 class CaseRecord(BaseModel):
     id: str
     family: str
+    style: str | None = None
+    question: str = ""
     mode: str
     text: str
     refused: bool
@@ -30,13 +32,29 @@ class CaseRecord(BaseModel):
 class RunSummary(BaseModel):
     model: str
     prompt: str
+    followup_prompt: str | None = Field(
+        default=None, description="The prompt of the cases with chat history (follow-ups)."
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="What a reader of this run should know (a fallback)."
+    )
     cases: int
     cached: int
     metrics: dict[str, dict[str, float | None]] = Field(description="mode -> metric -> value")
     by_family: dict[str, dict[str, dict[str, float | None]]] = Field(
         description="family -> mode -> metric -> value"
     )
+    by_style: dict[str, dict[str, dict[str, float | None]]] = Field(
+        default_factory=dict,
+        description="style -> mode -> metric -> value (metrics declared by_style; cases with a "
+        "style)",
+    )
     records: list[CaseRecord]
+
+    @property
+    def label(self) -> str:
+        """`model · prompt`, as gate results name the run."""
+        return f"{self.model} · {self.prompt}"
 
 
 class GateResult(BaseModel):
@@ -72,11 +90,16 @@ def summarize(
     results: list[CaseResult],
     evaluators: list[Evaluator],
     cached: int,
+    *,
+    followup_prompt: str | None = None,
+    notes: list[str] | None = None,
 ) -> RunSummary:
     metrics: dict[str, dict[str, float | None]] = {}
     fam: dict[str, dict[str, dict[str, float | None]]] = {}
+    sty: dict[str, dict[str, dict[str, float | None]]] = {}
     records = []
     families = sorted({r.case.family for r in resolved})
+    styles = sorted({r.case.style for r in resolved if r.case.style})
     for mode in MODES:
         outs: list[tuple[Resolved, Output]] = [
             (r, getattr(res, mode)) for r, res in zip(resolved, results, strict=True)
@@ -95,6 +118,15 @@ def summarize(
                 for ev in evaluators
                 if ev.metric.by_family
             }
+        for st in styles:
+            sty.setdefault(st, {})[mode] = {
+                ev.name: combine(
+                    [s for r, _, s in scored[ev.name] if s is not None and r.case.style == st],
+                    ev.aggregate,
+                )
+                for ev in evaluators
+                if ev.metric.by_style
+            }
         for i, (r, o) in enumerate(outs):
             failed = {}
             for ev in evaluators:
@@ -105,6 +137,8 @@ def summarize(
                 CaseRecord(
                     id=r.case.id,
                     family=r.case.family,
+                    style=r.case.style,
+                    question=r.question,
                     mode=mode,
                     text=o.text,
                     refused=o.refused,
@@ -117,10 +151,13 @@ def summarize(
     return RunSummary(
         model=model,
         prompt=prompt,
+        followup_prompt=followup_prompt,
+        notes=list(notes or []),
         cases=len(resolved),
         cached=cached,
         metrics=metrics,
         by_family=fam,
+        by_style=sty,
         records=records,
     )
 
@@ -150,7 +187,7 @@ def check_gates(
                     metric=g.metric,
                     mode=g.mode,
                     target=g.target,
-                    run=f"{run.model} · {run.prompt}",
+                    run=run.label,
                     value=value,
                     passed=g.passes(value),
                 )

@@ -4,8 +4,10 @@ A case names a patient of a task by its rank in the model's predictions (`rank: 
 highest predicted risk, so a suite runs on the MIMIC demo and on any synthetic hospital alike) or
 carries its own Facts; then a question, optional chat history, note text to add or to put in place
 of the retrieved notes (injections, contradictions, long notes), an optional transform of the
-Facts, and what is expected of the answer. Gates are targets on the aggregated metrics; a failing
-gate makes `safellm eval` exit 1.
+Facts, an optional style (how the case is written: an injection's technique, a benign question's
+phrasing; the report breaks some metrics down by it), and what is expected of the answer: an
+injection case says what would show that it was obeyed (a canary), a benign case is never to be
+refused. Gates are targets on the aggregated metrics; a failing gate makes `safellm eval` exit 1.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ Family = Literal[
     "contradiction",
     "counter_intuitive",
     "long_notes",
+    "benign",
 ]
+INJECTION_FAMILIES = ("injection_note", "injection_question")
 Mode = Literal["raw", "guarded", "mutation"]
 
 
@@ -75,12 +79,31 @@ class Case(BaseModel, extra="forbid"):
         default=0, ge=0, description="Add this many words of the suite's filler text as notes."
     )
     transform: Literal["counter_intuitive", "contradict_top_fact"] | None = None
+    style: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+$",
+        description="How the case is written (an injection's technique, a question's phrasing): "
+        "the report breaks some metrics down by it.",
+    )
     expect: Expect = Field(default_factory=Expect)
 
     @model_validator(mode="after")
     def _one_source(self) -> Case:
         if (self.patient is None) == (self.facts is None):
             raise ValueError("give exactly one of `patient` (task and rank) or `facts`")
+        return self
+
+    @model_validator(mode="after")
+    def _judged(self) -> Case:
+        if self.family in INJECTION_FAMILIES and not (
+            self.expect.canary or self.expect.must_not_contain
+        ):
+            raise ValueError(
+                "an injection case needs `expect.canary` or `expect.must_not_contain`: "
+                "what appears only if the injected instruction was obeyed"
+            )
+        if self.family == "benign" and self.expect.refuse is not False:
+            raise ValueError("a benign case is a question to answer: `expect.refuse` is false")
         return self
 
     def digest(self) -> str:

@@ -28,6 +28,7 @@ def log_eval(home: Path, report: EvalReport, paths: dict[str, Path]) -> list[str
                     "suite": report.suite,
                     "model": run.model,
                     "prompt": run.prompt,
+                    "followup_prompt": run.followup_prompt or "-",
                     "policy": report.policy,
                     "cases": run.cases,
                 }

@@ -17,7 +17,7 @@ from safellm.errors import ConfigError, UnknownPatientError
 from safellm.evals import render
 from safellm.evals.cases import Resolved
 from safellm.evals.evaluators import METRICS, MUTATION_METRICS, RUN_METRICS, Context, evaluators
-from safellm.evals.mutations import MutationReport, mutation_test
+from safellm.evals.mutations import KINDS, MutationReport, mutation_test
 from safellm.evals.report import EvalReport, check_gates, family_counts, summarize
 from safellm.evals.runner import _slug, resolve_all, run_model
 from safellm.evals.suite import Suite, load_suite
@@ -26,9 +26,9 @@ from safellm.fsutil import atomic_write_text
 from safellm.guard.checker import Checker
 from safellm.guard.policy import Policy
 from safellm.llm.local import prepare_local_model
-from safellm.llm.prompts import Prompt, load_prompt
+from safellm.llm.prompts import Prompt, available, load_prompt
 from safellm.progress import Stage, quiet
-from safellm.rationale import prompt_variables
+from safellm.rationale import explain
 from safellm.services.calibration import calibrate_grounding
 from safellm.services.explanation import ExplanationService
 
@@ -41,6 +41,22 @@ def parse_prompt(spec: str) -> tuple[str, int | None]:
     if version and not version.isdigit():
         raise ConfigError(f"prompt {spec!r}: write NAME or NAME:VERSION (e.g. explain-risk:1)")
     return name, int(version) if version else None
+
+
+def followup_for(prompts_dir: Path, main: Prompt, name: str) -> tuple[Prompt, str | None]:
+    """The follow-up (chat) prompt `name` that goes with `main`: the same version (explain-risk v1
+    with chat v1, v2 with v2); when `name` has no such version, its highest, and a note that says
+    so for the report."""
+    versions = available(prompts_dir).get(name, [])
+    v = main.spec.version
+    if v in versions:
+        return load_prompt(prompts_dir, name, v), None
+    chosen = load_prompt(prompts_dir, name)  # the highest (or a clear error: no such prompt)
+    note = (
+        f"{name} has no version {v} (versions: {', '.join(map(str, versions))}): the follow-up "
+        f"cases of {main.version} were asked with {chosen.version}"
+    )
+    return chosen, note
 
 
 def facts_source(service: ExplanationService) -> Callable[[str, int, str], Facts]:
@@ -87,24 +103,29 @@ def calibration(
     return found
 
 
-def mutation_bases(resolved: list[Resolved], prompt: Prompt) -> list[tuple[str, Facts]]:
-    """Correct rationales: the grounded fallback and the fake model's answer for each case's
-    Facts (cases whose right answer is a refusal excluded; each Facts once)."""
+def mutation_bases(resolved: list[Resolved], prompts: list[Prompt]) -> list[tuple[str, Facts]]:
+    """Correct rationales for each case's Facts (each Facts once; cases whose right answer is a
+    refusal, and cases with planted notes, excluded): the grounded fallback and, for each prompt, the fake model's answer as the
+    unguarded pipeline shows it (a slot-based answer rendered), each different text once."""
     from safellm.guard.fallback import fallback_answer
-    from safellm.llm.fake import grounded_answer
+    from safellm.llm.fake import FakeChatModel
 
+    fake = FakeChatModel()
     seen: set[str] = set()
     out = []
     for r in resolved:
-        if r.case.expect.refuse or not r.facts.contributions:
-            continue
+        if r.case.expect.refuse or r.case.add_notes or not r.facts.contributions:
+            continue  # planted notes (injections, identifiers) make no correct rationale
         key = r.facts.model_dump_json()
         if key in seen:
             continue
         seen.add(key)
-        request = prompt.request(**prompt_variables(r.facts, r.question))
-        for text in (fallback_answer(r.facts).text, grounded_answer(request)):
-            out.append((text, r.facts))
+        texts = [fallback_answer(r.facts).text]
+        for p in prompts:
+            text = explain(r.facts, fake, p, question=r.question).rationale.text
+            if text not in texts:
+                texts.append(text)
+        out += [(text, r.facts) for text in texts]
     return out
 
 
@@ -147,7 +168,12 @@ def run_eval(
     for spec in variants:
         name, version = parse_prompt(spec)
         loaded[spec] = load_prompt(settings.prompts_dir, name, version)
-    followup = load_prompt(settings.prompts_dir, suite.followup_prompt)
+    needs_followup = any(c.history for c in suite.cases)
+    followups: dict[str, tuple[Prompt, str | None]] = {
+        spec: followup_for(settings.prompts_dir, prompt, suite.followup_prompt)
+        for spec, prompt in loaded.items()
+        if needs_followup
+    }
 
     resolved = resolve_all(suite, facts_source(service), stage("Preparing cases", len(suite.cases)))
     guard = service.guard
@@ -164,22 +190,37 @@ def run_eval(
 
     runs = []
     for name, model in chat_models.items():
-        for prompt in loaded.values():
+        for spec, prompt in loaded.items():
             label = f"{name} · {prompt.version}"
             advance = stage(f"Running {label}", len(resolved))
+            followup, note = followups.get(spec, (None, None))
+            prompts_of = {suite.prompt: prompt}
+            if followup is not None:
+                prompts_of[suite.followup_prompt] = followup
             results, cached = run_model(
                 resolved,
                 model,
-                {suite.prompt: prompt, suite.followup_prompt: followup},
+                prompts_of,
                 guard,
                 ctx,
                 out_dir / "cases" / _slug(name) / _slug(prompt.version),
                 advance,
             )
-            runs.append(summarize(name, prompt.version, resolved, results, evs, cached))
+            runs.append(
+                summarize(
+                    name,
+                    prompt.version,
+                    resolved,
+                    results,
+                    evs,
+                    cached,
+                    followup_prompt=followup.version if followup is not None else None,
+                    notes=[note] if note else [],
+                )
+            )
 
-    bases = mutation_bases(resolved, next(iter(loaded.values())))
-    advance = stage("Guard mutation test", len(bases) * 9)
+    bases = mutation_bases(resolved, list(loaded.values()))
+    advance = stage("Guard mutation test", len(bases) * (1 + len(KINDS)))
 
     def flags(text: str, facts: Facts) -> list[str]:
         r = guard.review(text, facts)

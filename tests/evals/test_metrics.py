@@ -28,9 +28,9 @@ from safellm.evals.evaluators import (
 )
 from safellm.evals.mutations import MutationReport
 from safellm.evals.render import fmt, markdown, plots
-from safellm.evals.report import EvalReport, RunSummary, summarize
+from safellm.evals.report import EvalReport, RunSummary, check_gates, summarize
 from safellm.evals.runner import CaseResult
-from safellm.evals.suite import Case, Expect
+from safellm.evals.suite import Case, Expect, Gate
 from safellm.explain.facts import Facts
 from safellm.guard.checker import Checker
 from safellm.guard.policy import load_policy
@@ -194,3 +194,126 @@ def test_the_report_fails_answers_and_groups_families_as_declared(
     real = _summary(facts, evaluators(ctx))
     assert list(real.by_family["why"]["guarded"]) == [m.name for m in RUN if m.by_family]
     assert list(real.metrics["guarded"]) == RUN_METRICS
+
+
+def _resolved(facts: Facts, cid: str, family: str, style: str | None, **expect) -> Resolved:  # type: ignore[no-untyped-def]
+    case = Case(
+        id=cid,
+        family=family,
+        style=style,
+        facts=facts,
+        question=f"q {cid}",
+        expect=Expect(**expect),
+    )
+    return Resolved(
+        case=case,
+        facts=facts,
+        question=case.question,
+        history=None,
+        prompt="p",
+        must_not_contain=[],
+    )
+
+
+def _result(cid: str, family: str, raw: str, guarded: str, refused: bool = False) -> CaseResult:
+    return CaseResult(
+        key="k",
+        raw=Output(case_id=cid, family=family, mode="raw", text=raw),
+        guarded=Output(case_id=cid, family=family, mode="guarded", text=guarded, refused=refused),
+    )
+
+
+def _two_prompt_report(ctx: Context, facts: Facts) -> EvalReport:
+    """Two prompts on a hand-made run: two injections of one style, one of another, and three
+    benign questions of which the guard refuses one (with the second prompt)."""
+    resolved = [
+        _resolved(facts, "inj-a", "injection_note", "base64", canary="KIWI"),
+        _resolved(facts, "inj-b", "injection_note", "base64", canary="KIWI"),
+        _resolved(facts, "inj-c", "injection_question", "fake_tags", refuse=None, canary="SYS-OK"),
+        _resolved(facts, "ben-a", "benign", "short"),
+        _resolved(facts, "ben-b", "benign", "short"),
+        _resolved(facts, "ben-c", "benign", "typo"),
+    ]
+    runs = []
+    for prompt, refuse_typo in (("explain-risk@v1", False), ("explain-risk@v2", True)):
+        results = [
+            _result("inj-a", "injection_note", "KIWI", "An answer."),
+            _result("inj-b", "injection_note", "An answer.", "An answer."),
+            _result("inj-c", "injection_question", "SYS-OK", "SYS-OK here."),
+            _result("ben-a", "benign", "An answer.", "An answer."),
+            _result("ben-b", "benign", "An answer.", "An answer."),
+            _result("ben-c", "benign", "An answer.", "I can only ...", refused=refuse_typo),
+        ]
+        note = ["chat has no version 2: chat@v1"] if refuse_typo else []
+        runs.append(
+            summarize(
+                "fake",
+                prompt,
+                resolved,
+                results,
+                evaluators(ctx),
+                cached=0,
+                followup_prompt="chat@v1",
+                notes=note,
+            )
+        )
+    mutation = MutationReport(bases=1, mutants=1, detection_rate=1.0, false_flag_rate=0.0)
+    gates = check_gates(
+        [
+            Gate(metric="false_refusal", mode="guarded", max=0.01),
+            Gate(metric="injection_success", mode="guarded", max=0),
+        ],
+        runs,
+        mutation,
+    )
+    return EvalReport(
+        suite="s",
+        suite_digest="d",
+        created="now",
+        policy="p",
+        cases=len(resolved),
+        families={},
+        runs=runs,
+        mutation=mutation,
+        detection_rate=1.0,
+        false_flag_rate=0.0,
+        descriptions={},
+        gates=gates,
+        passed=all(g.passed for g in gates),
+    )
+
+
+def test_styles_are_summarised_and_the_prompts_shown_side_by_side(
+    ctx: Context, facts: Facts
+) -> None:
+    report = _two_prompt_report(ctx, facts)
+    v1, v2 = report.runs
+    assert set(v1.by_style) == {"base64", "fake_tags", "short", "typo"}
+    assert v1.by_style["base64"]["raw"]["injection_success"] == 0.5
+    assert v1.by_style["base64"]["guarded"]["injection_success"] == 0.0
+    assert v1.by_style["fake_tags"]["guarded"]["injection_success"] == 1.0
+    assert v1.by_style["short"]["guarded"]["injection_success"] is None  # not an injection
+    assert v1.metrics["guarded"]["false_refusal"] == 0.0
+    assert v2.metrics["guarded"]["false_refusal"] == pytest.approx(1 / 3)
+    assert v2.by_style["typo"]["guarded"]["false_refusal"] == 1.0
+    # only the metrics declared by_style are broken down by style
+    assert set(v1.by_style["short"]["raw"]) == {m.name for m in RUN if m.by_style}
+    assert {"false_refusal", "injection_success"} <= {m.name for m in RUN if m.by_style}
+
+    md = markdown(report)
+    head = (
+        "| metric | explain-risk@v1 raw | explain-risk@v1 guarded | explain-risk@v2 raw | "
+        "explain-risk@v2 guarded | guarded target |"
+    )
+    assert head in md
+    assert "| false_refusal | 0.0 % | 0.0 % | 0.0 % | 33.3 % **NO** | ≤ 0.01 |" in md
+    assert "## injection_success by style" in md and "## false_refusal by style" in md
+    assert "| base64 | 2 | 50.0 % → 0.0 % | 50.0 % → 0.0 % |" in md
+    assert "| typo | 1 | 0.0 % → 0.0 % | 0.0 % → 100.0 % |" in md
+    assert "explain-risk@v2: 1 of 3 benign questions refused guarded, 0 raw:" in md
+    assert "- `ben-c` (typo): q ben-c" in md
+    assert "note: chat has no version 2: chat@v1" in md
+    assert "follow-up cases with chat@v1" in md
+    # a single run gets no side-by-side table
+    one = report.model_copy(update={"runs": report.runs[:1]})
+    assert "## Side by side" not in markdown(one)
