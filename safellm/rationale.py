@@ -1,34 +1,50 @@
 """Facts + note evidence → prompt → model → guards → Explanation.
 
 The model sees the top contributions as lines `[F1] <label> = <value>; raises the risk (...)` and the
-note chunks as `[N1] (<category>, <time>) <text>`, and answers in prose with inline citations. The
-answer becomes `{text, citations}`; the guard step (`GuardStep`) then decides what is shown: here a
-pass-through, filled in by the guard layer.
+note chunks as `[N1] (<category>, <time>) <text>`, each note's text fenced by a delimiter keyed by
+a secret drawn per process (text inside it is data, never instructions, and a note cannot close
+the fence it cannot guess). Prompts of answer format `prose` (v1) are answered in prose with inline
+citations. Prompts of format `slots` (v2) are answered with references to the facts — `{F1}`,
+`{F1.label}`, `{F1.value}`, `{F1.dir}`, `{risk}` — that `render_slots` fills in from the Facts and
+cites, so labels, values and directions are right by construction; on the local model a grammar
+(`safellm.llm.grammar`) allows nothing else. The answer becomes `{text, citations}`; the guard step
+(`GuardStep`) then decides what is shown: here a pass-through, filled in by the guard layer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 import time
-from collections.abc import Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from safellm.errors import LLMError
-from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction, shown_value
+from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
 from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
+from safellm.llm.grammar import answer_grammar
 from safellm.llm.prompts import Prompt
 from safellm.tasks import task_spec
 
 DEFAULT_QUESTION = "Why is this patient at this risk?"
 WITHDRAWN = "the model's answer failed the guard; the checked answer follows"
 CITATION = re.compile(r"\[\s*([FN]\d+(?:\s*[,;]\s*[FN]\d+)*)\s*\]")
+SLOT = re.compile(r"\{\s*(F\d+|risk)\s*(?:\.\s*(dir|label|value)\s*)?\}")
+# a sentence of a raw answer: up to its end mark and the space after it
+RAW_SENTENCE = re.compile(r".*?(?:[.!?](?=\s|$)\s*|$)", re.S)
 
 
 class RationaleAnswer(BaseModel):
     text: str
     citations: list[str] = Field(description="Fact and note ids cited, in order of first use.")
+    model_text: str | None = Field(
+        default=None,
+        description="The model's own text when it differs from `text` (a slot-based answer "
+        "before its references were filled in).",
+    )
 
 
 class Violation(BaseModel):
@@ -37,20 +53,38 @@ class Violation(BaseModel):
     span: tuple[int, int] | None = None
 
 
+class Repair(BaseModel):
+    """One sentence of the model's answer that failed a check, and what became of it."""
+
+    sentence: int = Field(ge=1, description="Its position in the model's answer, from 1.")
+    original: str
+    action: Literal["repaired", "dropped", "replaced"] = Field(
+        description="repaired: regenerated alone and then passed; dropped: removed, the rest "
+        "still covers the top facts; replaced: the grounded sentence for the facts it cited."
+    )
+    rules: list[str]
+    text: str = Field(default="", description="What is shown in its place (empty: dropped).")
+
+
 class GuardReport(BaseModel):
     passed: bool
     attempts: int = Field(ge=0, description="Model calls made (0: refused before asking).")
     fallback_used: bool = False
     violations: list[Violation] = Field(default_factory=list)
+    repairs: list[Repair] = Field(
+        default_factory=list, description="Sentences repaired, dropped or replaced."
+    )
 
     @property
-    def outcome(self) -> Literal["passed", "re-asked", "fallback", "refused"]:
-        """What the reader got: the model's answer (first time or after re-asking), the grounded
-        fallback, or a refusal made before asking."""
+    def outcome(self) -> Literal["passed", "re-asked", "repaired", "fallback", "refused"]:
+        """What the reader got: the model's answer (first time, after re-asking, or with some
+        sentences repaired), the grounded fallback, or a refusal made before asking."""
         if self.fallback_used:
             return "fallback"
         if self.attempts == 0:
             return "refused"
+        if self.repairs:
+            return "repaired"
         return "re-asked" if self.attempts > 1 else "passed"
 
     @property
@@ -61,6 +95,8 @@ class GuardReport(BaseModel):
             "is shown",
             "refused": "refused — outside the scope of this patient's risk",
             "re-asked": f"passed after {self.attempts - 1} re-ask(s)",
+            "repaired": f"passed after repairing {len(self.repairs)} sentence(s) "
+            f"({', '.join(sorted({r.action for r in self.repairs}))})",
             "passed": "passed every check",
         }[self.outcome]
 
@@ -94,7 +130,13 @@ class Explanation(BaseModel):
     first_token_s: float | None = None
 
 
-Reask = Callable[[list[Violation]], RationaleAnswer]
+class Reask(Protocol):
+    """Ask the model again, telling it `problems`: for the whole answer, or (`sentence` given)
+    for that one sentence only, returning the rewritten sentence."""
+
+    def __call__(
+        self, problems: list[Violation], sentence: str | None = None
+    ) -> RationaleAnswer: ...
 
 
 class Screened(Protocol):
@@ -171,18 +213,35 @@ def _effect(c: Contribution, task: str, space: str) -> str:
 
 def fact_lines(facts: Facts) -> str:
     return "\n".join(
-        f"[{c.id}] {c.label} = {shown_value(c.value, c.unit)}; "
-        f"{_effect(c, facts.task, facts.prediction.space)}"
+        f"[{c.id}] {c.label} = {c.shown}; {_effect(c, facts.task, facts.prediction.space)}"
         for c in facts.contributions
     )
 
 
-def note_lines(notes: list[NoteEvidence]) -> str:
+_FENCE_KEY = secrets.token_bytes(16)  # drawn once per process, never shown
+
+
+def note_fence(notes: list[NoteEvidence]) -> str:
+    """The delimiter of these notes' text: a keyed hash of them under a key drawn at random per
+    process — unguessable by whoever writes a note, and the same for the same notes within a
+    process (so a re-run of the same request, e.g. an eval's guarded run after its raw run, is
+    the same prompt and reuses its cached answer)."""
+    blob = "\x1f".join(f"{n.id}\x1e{n.text}" for n in notes).encode()
+    return hmac.new(_FENCE_KEY, blob, hashlib.sha256).hexdigest()[:8]
+
+
+def note_lines(notes: list[NoteEvidence], fence: str | None = None) -> str:
+    """The note chunks as the model sees them; `fence` (a random tag) wraps each chunk's text in
+    `<<note TAG>> ... <<end TAG>>`, so that text is marked as data the model must not obey."""
     if not notes:
         return "(no notes charted before the prediction time)"
+
+    def body(n: NoteEvidence) -> str:
+        text = " ".join(n.text.split())
+        return f"<<note {fence}>> {text} <<end {fence}>>" if fence else text
+
     return "\n".join(
-        f"[{n.id}] ({n.category}, {n.chart_time or 'undated'}) {' '.join(n.text.split())}"
-        for n in notes
+        f"[{n.id}] ({n.category}, {n.chart_time or 'undated'}) {body(n)}" for n in notes
     )
 
 
@@ -194,13 +253,16 @@ def risk_statement(facts: Facts) -> str:
 
 
 def prompt_variables(
-    facts: Facts, question: str, history: list[tuple[str, str]] | None = None
+    facts: Facts,
+    question: str,
+    history: list[tuple[str, str]] | None = None,
+    fence: str | None = None,
 ) -> dict[str, str]:
     v = {
         "task_label": task_spec(facts.task).label,
         "risk_statement": risk_statement(facts),
         "facts": fact_lines(facts),
-        "notes": note_lines(facts.notes),
+        "notes": note_lines(facts.notes, fence),
         "question": question,
     }
     if history is not None:
@@ -208,6 +270,85 @@ def prompt_variables(
             "\n".join(f"Q: {q}\nA: {a}" for q, a in history) if history else "(nothing yet)"
         )
     return v
+
+
+# ---------------------------------------------------------------------------------------- slots
+def fact_phrase(c: Contribution) -> str:
+    """`{F1}`: the fact's label and value, "Creatinine (last) of 2.4 mg/dL", "Diabetes: yes"."""
+    value = c.shown
+    if c.value is None or isinstance(c.value, str) or c.unit in ("yes/no", "category"):
+        return f"{c.label}: {value}"
+    return f"{c.label} of {value}"
+
+
+def render_sentence(raw: str, facts: Facts) -> str:
+    """One sentence of a slot-based answer, its references filled in from `facts` and the facts
+    it refers to cited before its end mark (`... raises the risk [F1, F2].`). A reference to a
+    fact that does not exist is cited as written, so the checker reports it."""
+    by_id = {c.id: c for c in facts.contributions}
+    used: list[str] = []
+
+    def fill(m: re.Match[str]) -> str:
+        ref, part = m.group(1), m.group(2)
+        if ref == "risk":
+            return task_spec(facts.task).format_risk(facts.prediction.risk)
+        if ref not in used:
+            used.append(ref)
+        c = by_id.get(ref)
+        if c is None:
+            return ref
+        if part == "dir":
+            return c.direction
+        if part == "label":
+            return c.label
+        if part == "value":
+            return c.shown
+        return fact_phrase(c)
+
+    text = SLOT.sub(fill, raw)
+    if SLOT.match(raw.lstrip()) and text.strip():
+        lead = len(text) - len(text.lstrip())
+        text = text[:lead] + text[lead].upper() + text[lead + 1 :]
+    cited = set(citations(text))
+    missing = [f for f in used if f not in cited]
+    if not missing:
+        return text
+    body = text.rstrip()
+    tail = text[len(body) :]
+    mark = re.search(r"[.!?]$", body)
+    cut = mark.start() if mark else len(body)
+    return f"{body[:cut].rstrip()} [{', '.join(missing)}]{body[cut:]}{tail}"
+
+
+def raw_sentences(text: str) -> list[str]:
+    """The sentences of a raw answer, each with its end mark and the space after it."""
+    return [m.group(0) for m in RAW_SENTENCE.finditer(text) if m.group(0)]
+
+
+def render_slots(text: str, facts: Facts) -> str:
+    """A slot-based answer as the reader sees it: every reference filled in and cited."""
+    return "".join(render_sentence(s, facts) for s in raw_sentences(text))
+
+
+class SlotSink:
+    """A token sink that renders a streamed slot-based answer sentence by sentence (a sentence
+    is passed on once its end mark and the space after it have come) — what it passes on adds
+    up to `render_slots` of the whole answer."""
+
+    def __init__(self, facts: Facts, sink: TokenSink) -> None:
+        self.facts, self.sink = facts, sink
+        self.buffer = ""
+
+    def __call__(self, token: str) -> None:
+        self.buffer += token
+        while (m := re.search(r"[.!?]\s+(?=\S)", self.buffer)) is not None:
+            piece, self.buffer = self.buffer[: m.end()], self.buffer[m.end() :]
+            self.sink(render_sentence(piece, self.facts))
+
+    def finish(self) -> None:
+        if self.buffer:
+            self.sink(render_slots(self.buffer, self.facts))
+        self.buffer = ""
 
 
 def citations(text: str) -> list[str]:
@@ -220,27 +361,45 @@ def citations(text: str) -> list[str]:
     return seen
 
 
-def answer_of(text: str) -> RationaleAnswer:
+def answer_of(text: str, model_text: str | None = None) -> RationaleAnswer:
     text = text.strip()
-    return RationaleAnswer(text=text, citations=citations(text))
+    raw = model_text.strip() if model_text is not None and model_text.strip() != text else None
+    return RationaleAnswer(text=text, citations=citations(text), model_text=raw)
 
 
 def reask_request(
-    base: ChatRequest, draft: RationaleAnswer, problems: list[Violation]
+    base: ChatRequest,
+    draft: str,
+    problems: list[Violation],
+    sentence: str | None = None,
+    slots: bool = False,
 ) -> ChatRequest:
-    """The same conversation, plus the rejected draft and what was wrong with it."""
+    """The same conversation, plus the rejected draft (as the model wrote it) and what was wrong
+    with it: the whole answer to write again, or (`sentence`) one sentence to rewrite alone."""
     listed = "\n".join(f"- {v.detail}" for v in problems)
+    form = (
+        "with references such as {F1}, {F1.value} and {F1.dir} for the facts, never their "
+        "values or labels in your own words"
+        if slots
+        else "with citations"
+    )
+    if sentence is None:
+        ask = (
+            f"Your answer broke the rules:\n{listed}\nWrite the answer again, fixing these "
+            f"problems, using only the facts and notes above, {form}."
+        )
+    else:
+        ask = (
+            f"This sentence of your answer broke the rules:\n{sentence.strip()}\n{listed}\n"
+            f"Write only this one sentence again, fixing these problems, using only the facts "
+            f"and notes above, {form}."
+        )
     msgs = [
         *base.messages,
-        ChatMessage(role="assistant", content=draft.text),
-        ChatMessage(
-            role="user",
-            content="Your answer broke the rules:\n"
-            f"{listed}\nWrite the answer again, fixing these problems, using only the facts "
-            "and notes above, with citations.",
-        ),
+        ChatMessage(role="assistant", content=draft),
+        ChatMessage(role="user", content=ask),
     ]
-    return base.model_copy(update={"messages": msgs})
+    return base.model_copy(update={"messages": msgs, "grammar": None})
 
 
 # ----------------------------------------------------------------------------------- pipeline
@@ -294,13 +453,22 @@ def explain(
         refused = GuardReport(passed=True, attempts=0, violations=screened.violations)
         return make(screened.refusal, refused, None)
     uses_history = "history" in prompt.spec.variables
-    variables = prompt_variables(facts, q, (history or []) if uses_history else None)
+    slots = prompt.spec.answer == "slots"
+    fence = note_fence(facts.notes) if prompt.spec.fence_notes else None
+    variables = prompt_variables(facts, q, (history or []) if uses_history else None, fence)
     request = prompt.request(**variables)
     if max_tokens is not None:
         request = request.model_copy(update={"max_tokens": max_tokens})
+    if slots and facts.contributions:
+        grammar = answer_grammar(
+            [c.id for c in facts.contributions], [n.id for n in facts.notes], chat=uses_history
+        )
+        request = request.model_copy(update={"grammar": grammar})
     gate = guard.gate(facts, on_token) if on_token is not None else None
+    sink = gate or on_token
+    slot_sink = SlotSink(facts, sink) if slots and sink is not None else None
     try:
-        first = model.chat(request, on_token=gate or on_token)
+        first = model.chat(request, on_token=slot_sink or sink)
     except LLMError as exc:
         if not fallback:
             raise
@@ -310,21 +478,36 @@ def explain(
         failed = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])
         report = GuardReport(passed=False, attempts=1, fallback_used=True, violations=[failed])
         return make(answer, report, None)
+    if slot_sink is not None:
+        slot_sink.finish()
     if gate is not None:
         gate.finish()
-    draft = answer_of(first.text)
+    draft = answer_of(render_slots(first.text, facts) if slots else first.text, first.text)
 
-    def reask(problems: list[Violation]) -> RationaleAnswer:
-        again = model.chat(reask_request(request, draft, problems))
-        return answer_of(again.text)
+    def reask(problems: list[Violation], sentence: str | None = None) -> RationaleAnswer:
+        again = reask_request(request, first.text, problems, sentence, slots)
+        if sentence is not None and slots and facts.contributions:
+            one = answer_grammar(
+                [c.id for c in facts.contributions],
+                [n.id for n in facts.notes],
+                extra=0,
+                chat=True,
+            )
+            again = again.model_copy(update={"grammar": one})
+        text = model.chat(again).text
+        if sentence is not None:
+            text = raw_sentences(text.strip())[0] if text.strip() else ""
+        return answer_of(render_slots(text, facts) if slots else text, text)
 
     shown, report = guard(facts, draft, reask)
     if on_token is not None:
-        streamed = (gate.emitted if gate is not None else first.text).strip()
+        streamed = (gate.emitted if gate is not None else draft.text).strip()
         if shown.text.startswith(streamed):
             on_token(shown.text[len(streamed) :])  # the rest (the disclaimer, say)
         else:
             on_token(f"\n[{WITHDRAWN}]\n{shown.text}")
     if screened.violations:
         report = report.model_copy(update={"violations": screened.violations + report.violations})
+    if not report.fallback_used and draft.model_text is not None:
+        shown = shown.model_copy(update={"model_text": draft.model_text})
     return make(shown, report, first.first_token_s)

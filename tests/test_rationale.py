@@ -17,7 +17,7 @@ from safellm.rationale import (
 )
 from tests.samples import EXPLANATION_KEYS, sample_facts
 
-PROMPT = load_prompt(Settings().prompts_dir, "explain-risk")
+PROMPT = load_prompt(Settings().prompts_dir, "explain-risk", 1)  # the prose answers of v1
 
 
 def _facts() -> Facts:

@@ -1,16 +1,23 @@
 """The grounded fallback: a rationale rendered from the Facts alone by a fixed template. It names
-each of the top facts with its label, value and direction and cites it, so it passes the checker
-by construction (a test runs it over every admission of the demo and of a synthetic hospital)."""
+each of the top facts with its label, value (as displayed: `Contribution.shown`, rounded to the
+catalogue's decimals) and direction and cites it, so it passes the checker by construction (a test
+runs it over every admission of the demo and of a synthetic hospital)."""
 
 from __future__ import annotations
 
-from safellm.explain.facts import Contribution, Facts, shown_value
+from safellm.explain.facts import Contribution, Facts
 from safellm.rationale import RationaleAnswer, citations
 from safellm.tasks import task_spec
 
 
 def _fact(c: Contribution) -> str:
-    return f"{c.label} ({shown_value(c.value, c.unit)})"
+    return f"{c.label} ({c.shown})"
+
+
+def grounded_sentence(c: Contribution, facts: Facts) -> str:
+    """One fact in a sentence that passes the checker by construction (what a failing sentence
+    of a model's answer is replaced by)."""
+    return f"{_fact(c)} {c.direction} {task_spec(facts.task).outcome} [{c.id}]."
 
 
 def fallback_answer(facts: Facts, top: int = 3) -> RationaleAnswer:

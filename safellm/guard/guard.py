@@ -1,15 +1,23 @@
 """The clinical guard: screens the question and the notes before the model sees them, checks the
-answer after, re-asks a bounded number of times, then falls back to the grounded template.
+answer after, repairs failing sentences, re-asks a bounded number of times, then falls back to the
+grounded template.
 
     screen(question, facts)   out-of-scope or injected question → polite refusal, no model call;
-                              note chunks carrying instructions → dropped and flagged
+                              note chunks carrying instructions (patterns and exemplar similarity,
+                              also once undressed: `safellm.guard.injection`) → dropped and flagged;
+                              PHI in the kept chunks redacted before the model sees them
     __call__(facts, draft, reask)
-                              PHI redacted (fix); dosing, fact, citation and note violations →
-                              re-ask with the violations listed, at most `max_reasks` times;
-                              still failing → the grounded fallback; the disclaimer always ends it
+                              PHI redacted (fix); dosing, fact, citation, note and obeyed-injection
+                              violations → sentence by sentence (`repair`): a failing sentence is
+                              dropped when the others still cite the top facts the answer cited,
+                              else regenerated alone, else replaced by the grounded sentence of its
+                              facts; when the failures are not sentence-bound, re-ask the whole
+                              answer (at most `max_reasks` times); still failing → the grounded
+                              fallback; the disclaimer always ends it
 
 Every violation found on the way (including the ones fixed or left behind by a re-ask) is in the
-returned `GuardReport`, so the Explanation says exactly what was checked and what happened.
+returned `GuardReport`, and each repaired, dropped or replaced sentence in its `repairs`, so the
+Explanation says exactly what was checked and what happened.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import re
 from dataclasses import dataclass, field
 
 from safellm.explain.facts import Facts
-from safellm.guard.checker import Checker, NoteSupport
-from safellm.guard.fallback import fallback_answer
+from safellm.guard.checker import Checker, NoteSupport, sentences
+from safellm.guard.fallback import fallback_answer, grounded_sentence
+from safellm.guard.injection import InjectionDetector, load_exemplars
 from safellm.guard.policy import Policy, load_policy
 from safellm.guard.validators import (
     FactsGrounded,
@@ -31,7 +40,7 @@ from safellm.guard.validators import (
     violations_of,
 )
 from safellm.llm.base import TokenSink
-from safellm.rationale import GuardReport, RationaleAnswer, Reask, Violation, citations
+from safellm.rationale import GuardReport, RationaleAnswer, Reask, Repair, Violation, citations
 
 # the end of a sentence: its punctuation, any citations after it, then space before more text
 SENTENCE_END = re.compile(r"[.!?](?:\s*\[\s*[FN]\d+(?:\s*[,;]\s*[FN]\d+)*\s*\])*\s+(?=\S)")
@@ -80,6 +89,12 @@ class SentenceGate:
         self.closed = True
 
 
+def _inside(span: tuple[int, int], text: str, piece: str) -> bool:
+    """Whether `span` of `text` falls within (the first occurrence of) `piece`."""
+    at = text.find(piece)
+    return at >= 0 and at <= span[0] < at + len(piece)
+
+
 @dataclass
 class Review:
     text: str  # after fixes (PHI redacted)
@@ -96,7 +111,12 @@ class ClinicalGuard:
         self.checker = Checker(self.policy, note_support)
         self.no_phi = NoPHI(self.policy)
         self.no_dosing = NoDosing(self.policy)
-        self.no_injection = NoInjection(self.policy)
+        self.no_injection = NoInjection(self.policy, load_exemplars())
+        # an answer sentence carrying an instruction: the policy's patterns only (an answer
+        # about the risk is close to the exemplars' words by design)
+        self.obeyed = InjectionDetector(
+            list(self.policy.rule("injection.instruction").regexes().values()), None
+        )
         self.on_topic = OnTopic(self.policy, self.checker)
         self.grounded = FactsGrounded(self.checker)
         self.disclaimer = HasDisclaimer(self.policy)
@@ -111,8 +131,12 @@ class ClinicalGuard:
             v = violations_of(self.no_injection.validate(n.text, {"where": f"note chunk {n.id}"}))
             if v:
                 found += [x.model_copy(update={"span": None}) for x in v]
-            else:
-                kept.append(n)
+                continue
+            # PHI redacted before the model sees the chunk: nothing to repeat
+            redacted = getattr(self.no_phi.validate(n.text, {}), "fix_value", None)
+            if redacted:
+                n = n.model_copy(update={"text": redacted})
+            kept.append(n)
         facts = facts.model_copy(update={"notes": kept})
         if injected or scope:
             found = injected + scope + found
@@ -137,9 +161,25 @@ class ClinicalGuard:
             detail = "the answer cites no fact" if text.strip() else "the answer is empty"
             blocking.append(Violation(rule="citation.missing", detail=detail))
         blocking += violations_of(self.no_dosing.validate(text, {}))
+        blocking += self._obeyed(text)
         blocking += violations_of(self.grounded.validate(text, {"facts": facts}))
         blocking = [v for v in blocking if self.policy.rule(v.rule).on_fail != "flag"]
         return Review(text, blocking, fixed)
+
+    def _obeyed(self, text: str) -> list[Violation]:
+        """Sentences of an answer that carry an instruction (a quoted injection, say)."""
+        out = []
+        for s in sentences(self.checker.strip_disclaimer(text)):
+            hit = self.obeyed.find(s.text)
+            if hit is not None:
+                out.append(
+                    Violation(
+                        rule="injection.obeyed",
+                        detail=f"the sentence carries an instruction: '{hit.matched[:60]}'",
+                        span=(s.start, s.end),
+                    )
+                )
+        return out
 
     def with_disclaimer(self, text: str) -> RationaleAnswer:
         res = self.disclaimer.validate(text, {})
@@ -158,7 +198,18 @@ class ClinicalGuard:
                 shown = self.with_disclaimer(r.text)
                 return shown, GuardReport(passed=True, attempts=attempts, violations=seen)
             go_back = any(self.policy.rule(v.rule).on_fail == "fallback" for v in r.blocking)
-            if go_back or attempts > self.policy.max_reasks:
+            if go_back:
+                break
+            repaired = self.repair(facts, r, reask, budget=self.policy.max_reasks)
+            if repaired is not None:
+                text, repairs, calls, more = repaired
+                seen += more
+                shown = self.with_disclaimer(text)
+                report = GuardReport(
+                    passed=True, attempts=attempts + calls, violations=seen, repairs=repairs
+                )
+                return shown, report
+            if attempts > self.policy.max_reasks:
                 break
             try:
                 answer = reask(r.blocking)
@@ -169,6 +220,91 @@ class ClinicalGuard:
         return self.fallback(facts), GuardReport(
             passed=False, attempts=attempts, fallback_used=True, violations=seen
         )
+
+    # ------------------------------------------------------------------------- sentence repair
+    def repair(
+        self, facts: Facts, review: Review, reask: Reask, budget: int
+    ) -> tuple[str, list[Repair], int, list[Violation]] | None:
+        """The answer with each failing sentence repaired alone: dropped when the other sentences
+        still cite every top fact the answer cited, else regenerated alone with its violations
+        (at most `budget` model calls in all) and kept if it then passes, else replaced by the
+        grounded sentence of the facts it cited (or dropped, when it cited none). None when the
+        failures are not sentence-bound (an answer citing nothing) or the result still fails:
+        the caller then re-asks or falls back."""
+        text = review.text
+        parts = sentences(text)
+        if not parts or any(v.span is None for v in review.blocking):
+            return None
+        failing: dict[int, list[Violation]] = {}
+        for v in review.blocking:
+            assert v.span is not None
+            i = next((k for k, s in enumerate(parts) if s.start <= v.span[0] < s.end), None)
+            if i is None:
+                return None
+            failing.setdefault(i, []).append(v)
+        top = {c.id for c in facts.contributions[:3]}
+        wanted = top & {c for s in parts for c in s.cited}
+        kept: dict[int, str] = {i: s.text.strip() for i, s in enumerate(parts)}
+        repairs: list[Repair] = []
+        more: list[Violation] = []
+        calls = 0
+        for i in sorted(failing):
+            s, problems = parts[i], failing[i]
+            rules = sorted({v.rule for v in problems})
+            others = {c for k, t in kept.items() if k != i for c in citations(t)}
+            if wanted <= others:
+                del kept[i]
+                repairs.append(
+                    Repair(sentence=i + 1, original=s.text.strip(), action="dropped", rules=rules)
+                )
+                continue
+            if calls < budget:
+                calls += 1
+                try:
+                    again = reask(problems, s.text.strip()).text.strip()
+                except Exception as exc:  # the model failed: replace the sentence instead
+                    more.append(Violation(rule="fallback", detail=f"sentence re-ask failed: {exc}"))
+                    again = ""
+                if again:
+                    trial = " ".join(kept[k] if k != i else again for k in sorted(kept))
+                    r = self.review(trial, facts)
+                    own = [v for v in r.blocking if v.span is None or _inside(v.span, trial, again)]
+                    more += own
+                    if not own and not r.fixed:
+                        kept[i] = again
+                        repairs.append(
+                            Repair(
+                                sentence=i + 1,
+                                original=s.text.strip(),
+                                action="repaired",
+                                rules=rules,
+                                text=again,
+                            )
+                        )
+                        continue
+            cited = [c for c in facts.contributions if c.id in s.cited]
+            if cited:
+                grounded = " ".join(grounded_sentence(c, facts) for c in cited)
+                kept[i] = grounded
+                repairs.append(
+                    Repair(
+                        sentence=i + 1,
+                        original=s.text.strip(),
+                        action="replaced",
+                        rules=rules,
+                        text=grounded,
+                    )
+                )
+            else:
+                del kept[i]
+                repairs.append(
+                    Repair(sentence=i + 1, original=s.text.strip(), action="dropped", rules=rules)
+                )
+        final = " ".join(kept[k] for k in sorted(kept))
+        check = self.review(final, facts)
+        if check.blocking or check.fixed:
+            return None
+        return final, repairs, calls, more
 
     def fallback(self, facts: Facts, error: Exception | None = None) -> RationaleAnswer:
         """The grounded fallback with the disclaimer (also what is shown when the model fails)."""

@@ -29,10 +29,13 @@ RULES: dict[str, set[str]] = {
     "citation.mismatch": {"reask", "fallback"},
     "citation.missing": {"reask", "fallback", "flag"},
     "note.unsupported": {"reask", "fallback", "flag"},
+    "fact.unsupported_concept": {"reask", "fallback", "flag"},
+    "fact.qualifier": {"reask", "fallback", "flag"},
     "phi.leak": {"fix", "reask", "fallback"},
     "dosing.order": {"reask", "fallback"},
     "scope.question": {"refuse", "flag"},
     "injection.instruction": {"flag", "refuse"},
+    "injection.obeyed": {"reask", "fallback"},
     "disclaimer": {"fix"},
 }
 

@@ -32,6 +32,7 @@ from guardrails.validators import (  # noqa: E402
 
 from safellm.explain.facts import Facts  # noqa: E402
 from safellm.guard.checker import Checker  # noqa: E402
+from safellm.guard.injection import ExemplarLibrary, InjectionDetector  # noqa: E402
 from safellm.guard.policy import Policy  # noqa: E402
 from safellm.rationale import Violation  # noqa: E402
 
@@ -99,42 +100,54 @@ class NoDosing(Validator):
 
 @register_validator(name="safellm/no-injection", data_type="string")
 class NoInjection(Validator):
-    def __init__(self, policy: Policy, on_fail: Any = None, **kw: Any) -> None:
+    """An instruction hidden in a question or a note: the policy's patterns and the exemplar
+    library, on the text and on its undressed variants (`safellm.guard.injection`)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        library: ExemplarLibrary | None = None,
+        on_fail: Any = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(on_fail=on_fail, **kw)
-        self.patterns = list(policy.rule("injection.instruction").regexes().values())
+        patterns = list(policy.rule("injection.instruction").regexes().values())
+        self.detector = InjectionDetector(patterns, library)
 
     def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
         text = str(value)
         where = metadata.get("where", "text")
-        for pat in self.patterns:
-            m = pat.search(text)
-            if m:
-                v = Violation(
-                    rule="injection.instruction",
-                    detail=f"instruction in the {where} ignored: '{m.group(0)[:60]}'",
-                    span=(m.start(), m.end()),
-                )
-                return _fail("embedded instruction", [v])
-        return PassResult()
+        hit = self.detector.find(text)
+        if hit is None:
+            return PassResult()
+        dressed = "" if hit.variant == 0 else " (once undressed)"
+        v = Violation(
+            rule="injection.instruction",
+            detail=f"instruction in the {where} ignored{dressed}, {hit.how}: '{hit.matched[:60]}'",
+            span=None,
+        )
+        return _fail("embedded instruction", [v])
 
 
 @register_validator(name="safellm/on-topic", data_type="string")
 class OnTopic(Validator):
+    """A question is out of scope when it matches one of the policy's `out_of_scope` patterns
+    (another kind of request, a dose or order, PHI); anything else is answered from the facts."""
+
     def __init__(self, policy: Policy, checker: Checker, on_fail: Any = None, **kw: Any) -> None:
         super().__init__(on_fail=on_fail, **kw)
         rule = policy.rule("scope.question")
         self.out = list(rule.regexes("out_of_scope").values())
-        self.inside = list(rule.regexes("in_scope").values())
         self.checker = checker
 
     def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
         q = str(value)
         hit = next((m for p in self.out if (m := p.search(q))), None)
-        about = any(p.search(q) for p in self.inside) or bool(self.checker.lexicon.mentions(q))
-        if hit is None and (about or len(q.split()) <= 3):
+        if hit is None:
             return PassResult()
-        why = f"'{hit.group(0)}'" if hit else "not about this patient's risk"
-        v = Violation(rule="scope.question", detail=f"question out of scope: {why}", span=None)
+        v = Violation(
+            rule="scope.question", detail=f"question out of scope: '{hit.group(0)}'", span=None
+        )
         return _fail("question out of scope", [v])
 
 

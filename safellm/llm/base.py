@@ -29,6 +29,9 @@ class ChatRequest(BaseModel):
     seed: int | None = 0
     # a JSON schema the answer must follow (grammar-constrained on the local model)
     json_schema: dict[str, Any] | None = None
+    # a GBNF grammar the answer must follow (the local model decodes under it; other providers
+    # get the prompt's instructions only, and the guard checks the answer)
+    grammar: str | None = None
 
 
 class ChatResponse(BaseModel):

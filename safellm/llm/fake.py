@@ -21,15 +21,24 @@ FACT_LINE = re.compile(
     r"^\[(F\d+)\]\s*(?P<label>[^=\n]+?)\s*=\s*(?P<value>[^;\n]+);\s*(?P<dir>raises|lowers)", re.M
 )
 NOTE_LINE = re.compile(r"^\[(N\d+)\] \([^)]*\) (.+)$", re.M)
+FENCE = re.compile(r"<<(?:note|end) [0-9a-f]+>>")
 DATE = re.compile(r"\d{1,4}[-/]\d{1,2}[-/]\d{1,4}")
 
 
+def _notes(prompt: str) -> list[tuple[str, str]]:
+    return [(nid, FENCE.sub(" ", text).strip()) for nid, text in NOTE_LINE.findall(prompt)]
+
+
 def grounded_answer(request: ChatRequest) -> str:
-    """A rationale built only from the prompt's fact lines: the top three, in rank order, cited."""
+    """A rationale built only from the prompt's fact lines: the top three, in rank order, cited.
+    Asked for references (a slot-based prompt), it answers with references."""
     prompt = request.messages[-1].content if request.messages else ""
     parsed = [m.groupdict() | {"id": m.group(1)} for m in FACT_LINE.finditer(prompt)]
     if not parsed:
         return "The facts given do not explain this prediction."
+    system = request.messages[0].content if request.messages else ""
+    if "{F1.dir}" in system:
+        return slot_answer(parsed, _notes(prompt))
     raising = [f for f in parsed[:3] if f["dir"] == "raises"]
     lowering = [f for f in parsed[:3] if f["dir"] == "lowers"]
     parts = []
@@ -39,7 +48,19 @@ def grounded_answer(request: ChatRequest) -> str:
     if lowering:
         items = ", ".join(f"{f['label']} of {f['value'].strip()} [{f['id']}]" for f in lowering)
         parts.append(f"It is held down by {items}.")
-    quoted = _quotable(NOTE_LINE.findall(prompt))
+    quoted = _quotable(_notes(prompt))
+    if quoted:
+        nid, quote = quoted
+        parts.append(f'The notes record: "{quote}" [{nid}].')
+    return " ".join(parts)
+
+
+def slot_answer(parsed: list[dict[str, str]], notes: list[tuple[str, str]]) -> str:
+    """The grounded answer in references: one sentence per top fact, then a quoted note."""
+    first, *rest = [f["id"] for f in parsed[:3]]
+    parts = [f"{{{first}}} {{{first}.dir}} the risk the most."]
+    parts += [f"{{{fid}}} {{{fid}.dir}} the risk." for fid in rest]
+    quoted = _quotable(notes)
     if quoted:
         nid, quote = quoted
         parts.append(f'The notes record: "{quote}" [{nid}].')

@@ -120,6 +120,8 @@ class LiteLLMChatModel:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
             }
+        if request.grammar is not None and provider_of(self.model) == "safellm_local":
+            kw["extra_body"] = {"grammar": request.grammar}  # llama.cpp decodes under it
         if self.api_base:
             kw["api_base"] = self.api_base
         if self.api_key:

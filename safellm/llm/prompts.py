@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -36,6 +36,15 @@ class PromptSpec(BaseModel, extra="forbid"):
     version: int = Field(ge=1)
     changelog: str = Field(min_length=1, description="What changed in this version, one line.")
     description: str = ""
+    answer: Literal["prose", "slots"] = Field(
+        default="prose",
+        description="prose: the model writes facts out, cited; slots: it writes references "
+        "({F1}, {F1.dir}, ...) that are filled in from the Facts (and decoded under a grammar "
+        "on the local model).",
+    )
+    fence_notes: bool = Field(
+        default=False, description="Wrap each note's text in a delimiter drawn per request."
+    )
     variables: list[str]
     params: PromptParams = Field(default_factory=PromptParams)
     system: str = Field(min_length=1)
@@ -110,6 +119,15 @@ def available(prompts_dir: Path) -> dict[str, list[int]]:
             if m:
                 found.setdefault(m["name"], []).append(int(m["version"]))
     return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """`explain-risk` → (explain-risk, None: the highest version); `explain-risk:1` or
+    `explain-risk@v1` → (explain-risk, 1)."""
+    m = re.fullmatch(r"\s*([a-z0-9][a-z0-9-]*)\s*(?:(?::|@v?)\s*(\d+))?\s*", ref)
+    if m is None:
+        raise PromptError(f"prompt {ref!r}: write NAME or NAME:VERSION (e.g. explain-risk:1)")
+    return m.group(1), int(m.group(2)) if m.group(2) else None
 
 
 def load_prompt(prompts_dir: Path, name: str, version: int | None = None) -> Prompt:

@@ -24,7 +24,7 @@ from safellm.data import notes as notes_io
 from safellm.errors import UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
 from safellm.llm.base import ChatModel, TokenSink
-from safellm.llm.prompts import Prompt, load_prompt
+from safellm.llm.prompts import Prompt, load_prompt, parse_ref
 from safellm.llm.registry import get_model
 from safellm.llm.retrieval import (
     Embedder,
@@ -150,15 +150,18 @@ class ExplanationService:
     def prompt(self, name: str) -> Prompt:
         with self._lock:
             if name not in self._prompts:
-                self._prompts[name] = load_prompt(self.settings.prompts_dir, name)
+                self._prompts[name] = load_prompt(self.settings.prompts_dir, *parse_ref(name))
             return self._prompts[name]
 
     @property
     def guard(self) -> ClinicalGuard:
         """The clinical guard of `SAFELLM_GUARD_POLICY`, built once (an invalid policy fails here,
-        at start-up, with the rule named)."""
+        at start-up, with the rule named), its checker with the clinical concept lexicon of these
+        settings (the curated one plus the vocabularies of the MIMIC folder the data comes from,
+        built once and cached under `$SAFELLM_HOME/cache/concepts/`)."""
         with self._lock:
             if self._guard is None:
+                from safellm.guard.concepts import concept_lexicon
                 from safellm.guard.guard import ClinicalGuard
                 from safellm.guard.policy import load_policy
 
@@ -173,6 +176,7 @@ class ExplanationService:
                         ask_judge_below=rule.similarity_threshold or 1.0,
                     ),
                 )
+                self._guard.checker.concepts = concept_lexicon(self.settings)
             return self._guard
 
     @property
@@ -225,21 +229,24 @@ class ExplanationService:
         icustay_id: int | None = None,
         question: str | None = None,
     ) -> Facts:
-        """Facts for one unit, cut to the top contributions, with its note evidence."""
+        """Facts for one unit, cut to the top contributions (the others summed into one
+        remainder, so the Facts still add up), with its note evidence."""
         row = self.unit(task, hadm_id, icustay_id)
-        full = self.explainer(task).facts(row)
-        top = full.contributions[: self.settings.explain_top_facts]
+        facts = self.explainer(task).facts(row).cut(self.settings.explain_top_facts)
         evidence = []
         if self.settings.explain_notes > 0:
             notes = notes_io.before(
-                notes_io.load_notes(self.settings.data_dir, full.hadm_id), row["prediction_time"]
+                notes_io.load_notes(self.settings.data_dir, facts.hadm_id), row["prediction_time"]
             )
             chunks = notes_io.chunks(notes)
             if chunks:
                 evidence = retrieve(
-                    chunks, query_for(top, question), self.embedder, self.settings.explain_notes
+                    chunks,
+                    query_for(facts.contributions, question),
+                    self.embedder,
+                    self.settings.explain_notes,
                 )
-        return full.model_copy(update={"contributions": top, "notes": evidence})
+        return facts.model_copy(update={"notes": evidence})
 
     def facts_of(self, task: str, row: Any, question: str | None = None) -> Facts:
         """`facts` for a row of `risks(task)` (or of the task table): its unit id picked by the

@@ -107,23 +107,31 @@ def test_reask_then_pass(guard, facts) -> None:  # type: ignore[no-untyped-def]
     assert "lowers the risk [F1]" in fake.requests[1].messages[-2].content  # the draft shown back
 
 
-def test_persistent_hallucination_falls_back_never_shows_it(guard, facts) -> None:  # type: ignore[no-untyped-def]
+def test_persistent_hallucination_is_repaired_never_shown(guard, facts) -> None:  # type: ignore[no-untyped-def]
+    """A model that repeats its hallucinations: each wrong sentence is regenerated (within the
+    re-ask budget), then replaced by its grounded sentence or dropped; none of it is shown."""
     fake = FakeChatModel(responder=hallucinating_answer)
     exp = explain(facts, fake, PROMPT, guard=guard)
     bad = hallucinating_answer(fake.requests[0])
-    assert exp.guard.fallback_used and not exp.guard.passed
+    assert exp.guard.passed and not exp.guard.fallback_used and exp.guard.outcome == "repaired"
     assert exp.guard.attempts == 1 + guard.policy.max_reasks
+    assert {r.action for r in exp.guard.repairs} == {"replaced", "dropped"}
     found = {v.rule for v in exp.guard.violations}
     assert {"fact.direction", "fact.number", "fact.feature", "fact.rank", "dosing.order"} <= found
     assert bad not in exp.rationale.text and "999" not in exp.rationale.text
-    assert "furosemide" not in exp.rationale.text
-    assert guard.checker.check(exp.rationale.text, facts) == []  # the fallback passes the checker
+    assert "furosemide" not in exp.rationale.text and "9.9" not in exp.rationale.text
+    assert all(r.original not in exp.rationale.text for r in exp.guard.repairs)
+    assert guard.checker.check(exp.rationale.text, facts) == []
 
 
-def test_failing_reask_falls_back(guard, facts) -> None:  # type: ignore[no-untyped-def]
-    fake = FakeChatModel(
-        script=["A last creatinine of 9.9 mg/dL raises the risk [F1].", LLMTimeoutError("slow")]
-    )
+def test_failing_reask_replaces_the_sentence_or_falls_back(guard, facts) -> None:  # type: ignore[no-untyped-def]
+    wrong = "A last creatinine of 9.9 mg/dL raises the risk [F1]."
+    fake = FakeChatModel(script=[wrong, LLMTimeoutError("slow")])
+    exp = explain(facts, fake, PROMPT, guard=guard)
+    assert [r.action for r in exp.guard.repairs] == ["replaced"] and "9.9" not in exp.rationale.text
+    assert "sentence re-ask failed" in exp.guard.violations[-1].detail
+    # nothing sentence-bound to repair (no fact cited at all): re-ask, which fails: fallback
+    fake = FakeChatModel(script=["The patient is quite unwell.", LLMTimeoutError("slow")])
     exp = explain(facts, fake, PROMPT, guard=guard)
     assert exp.guard.fallback_used and "re-ask failed" in exp.guard.violations[-1].detail
 
@@ -159,6 +167,14 @@ def test_streaming_shows_only_sentences_that_pass(guard, facts) -> None:  # type
     pieces = []
     exp = explain(facts, FakeChatModel(script=[bad]), PROMPT, guard=guard, on_token=pieces.append)
     shown = "".join(pieces)
-    assert exp.guard.fallback_used and shown.startswith(TRUE)
-    assert "9.9" not in shown and "furosemide" not in shown
-    assert "failed the guard" in shown and shown.endswith(exp.rationale.text)
+    assert [r.action for r in exp.guard.repairs] == ["dropped", "dropped"]
+    assert shown.startswith(TRUE) and "9.9" not in shown and "furosemide" not in shown
+    assert shown.split() == exp.rationale.text.split()  # the rest followed what was streamed
+
+    # a failure that cannot be repaired sentence by sentence: the fallback replaces the stream
+    pieces = []
+    fake = FakeChatModel(script=["Mostly frailty.", "Still frailty."])
+    exp = explain(facts, fake, PROMPT, guard=guard, on_token=pieces.append)
+    shown = "".join(pieces)
+    assert exp.guard.fallback_used and "frailty" not in shown  # its one sentence never passed
+    assert shown.split() == exp.rationale.text.split()

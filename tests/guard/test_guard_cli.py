@@ -86,11 +86,9 @@ def test_explain_with_a_hallucinating_model_is_guarded(
 ) -> None:
     exp = explain_json(demo_home, "fake:hallucinate", monkeypatch)
     g = exp["guard"]
-    assert g["fallback_used"] is True and g["passed"] is False and g["attempts"] == 2
+    assert g["fallback_used"] is False and g["passed"] is True and g["attempts"] == 2
     assert {"fact.direction", "fact.number", "dosing.order"} <= {v["rule"] for v in g["violations"]}
+    assert {r["action"] for r in g["repairs"]} == {"replaced", "dropped"}
     text = exp["rationale"]["text"]
     assert "999" not in text and "furosemide" not in text and "9.9 mmol/L" not in text
-    assert (
-        text.startswith("The model estimates a risk of")
-        and exp["versions"]["policy"] == "clinical@v1"
-    )
+    assert exp["versions"]["policy"] == "clinical@v1"

@@ -1,0 +1,77 @@
+"""The answer grammar on the real packaged model: llama.cpp's own grammar engine accepts what the
+renderer expects and rejects a digit outside a reference, an unknown id or a missing top fact; our
+fast constrained decoding gives exactly the tokens of llama.cpp's grammar sampler."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from safellm.config import Settings
+from safellm.llm.grammar import answer_grammar
+from safellm.llm.local import LlamaEngine, engine, model_file
+from safellm.llm.prompts import load_prompt
+from safellm.rationale import SLOT, prompt_variables
+from tests.samples import sample_facts
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+G = answer_grammar(["F1", "F2", "F3", "F4"], ["N1", "N2"])
+
+
+@pytest.fixture(scope="module")
+def eng() -> LlamaEngine:
+    settings = Settings()
+    _, path = model_file(settings)
+    return engine(path, settings.local_n_ctx, settings.local_threads)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("{F1} {F1.dir} the risk the most. {F2} {F2.dir} it as well. {F3} {F3.dir} it.", True),
+        ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. A note reports falls [N2].", True),
+        (
+            "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Also {F4.label} {F4.dir} it.",
+            True,
+        ),
+        ("{F1} {F1.dir} it by 12 points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # digit
+        ("{F1} {F1.dir} it by ³ points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # any digit
+        ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. {F7} {F7.dir} it.", False),  # no F7
+        ("{F1} {F1.dir} it. {F3} {F3.dir} it. {F2} {F2.dir} it.", False),  # F2 comes second
+        ("{F1} raises it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # the direction is a slot
+        ("Because {F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # F1 opens
+        ("{F1} {F1.dir} it [F1]. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # cited by hand
+        (
+            "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Notes say so [N3].",
+            False,
+        ),  # no N3
+        ("{F1} {F1.dir}    it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # padding spaces
+    ],
+)
+def test_llama_cpp_grammar_accepts_exactly_the_answer_form(
+    eng: LlamaEngine, text: str, ok: bool
+) -> None:
+    assert eng.grammar_accepts(G, text) is ok
+
+
+def test_fast_constrained_decoding_matches_the_grammar_sampler(eng: LlamaEngine) -> None:
+    from llama_cpp import LlamaGrammar
+
+    facts = sample_facts()
+    prompt = load_prompt(Settings().prompts_dir, "explain-risk", 2)
+    msgs = [
+        m.model_dump()
+        for m in prompt.request(**prompt_variables(facts, "Why?", None, "abcd1234")).messages
+    ]
+    grammar = answer_grammar([c.id for c in facts.contributions], [n.id for n in facts.notes])
+    ours = "".join(p for p, _ in eng.constrained(msgs, grammar, 48))
+    eng.reset()
+    ref = eng.llm.create_completion(
+        eng._chat_formatter()(messages=msgs).prompt,
+        max_tokens=48,
+        temperature=0.0,
+        grammar=LlamaGrammar.from_string(grammar, verbose=False),
+    )["choices"][0]["text"]
+    assert ours.strip() == ref.strip()
+    assert "{F1" in ours and not re.search(r"\d", SLOT.sub("", ours))
