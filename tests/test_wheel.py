@@ -158,8 +158,10 @@ def test_installed_wheel_runs_with_its_own_data(tmp_path: Path) -> None:
     opened = json.loads(log.read_text())
     data = (site / "safellm" / "_data").resolve()
     yaml = {Path(p).resolve() for p in opened if p.endswith(".yaml")}
-    assert data / "prompts" / "explain-risk.v1.yaml" in yaml, sorted(yaml)
+    assert data / "prompts" / "explain-risk.v2.yaml" in yaml, sorted(yaml)
     assert data / "guardrails" / "clinical.yaml" in yaml, sorted(yaml)
+    assert data / "guardrails" / "injections.yaml" in yaml, sorted(yaml)
+    assert data / "guardrails" / "concepts.yaml" in yaml, sorted(yaml)
     # nothing was read from the source tree (this venv's packages aside, if it lives inside it)
     repo = [p for p in opened if _inside(p, ROOT) and not _inside(p, Path(sys.prefix))]
     assert not repo, f"read from the repository: {repo[:10]}"
