@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from safellm.errors import LLMError
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
 from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
-from safellm.llm.grammar import answer_grammar
+from safellm.llm.grammar import answer_grammar, answer_schema
 from safellm.llm.prompts import Prompt
 from safellm.tasks import task_spec
 
@@ -399,7 +399,7 @@ def reask_request(
         ChatMessage(role="assistant", content=draft),
         ChatMessage(role="user", content=ask),
     ]
-    return base.model_copy(update={"messages": msgs, "grammar": None})
+    return base.model_copy(update={"messages": msgs, "grammar": None, "answer_schema": None})
 
 
 # ----------------------------------------------------------------------------------- pipeline
@@ -460,10 +460,13 @@ def explain(
     if max_tokens is not None:
         request = request.model_copy(update={"max_tokens": max_tokens})
     if slots and facts.contributions:
-        grammar = answer_grammar(
-            [c.id for c in facts.contributions], [n.id for n in facts.notes], chat=uses_history
+        ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
+        request = request.model_copy(
+            update={
+                "grammar": answer_grammar(*ids, chat=uses_history),
+                "answer_schema": answer_schema(*ids, chat=uses_history),
+            }
         )
-        request = request.model_copy(update={"grammar": grammar})
     gate = guard.gate(facts, on_token) if on_token is not None else None
     sink = gate or on_token
     slot_sink = SlotSink(facts, sink) if slots and sink is not None else None
@@ -487,13 +490,13 @@ def explain(
     def reask(problems: list[Violation], sentence: str | None = None) -> RationaleAnswer:
         again = reask_request(request, first.text, problems, sentence, slots)
         if sentence is not None and slots and facts.contributions:
-            one = answer_grammar(
-                [c.id for c in facts.contributions],
-                [n.id for n in facts.notes],
-                extra=0,
-                chat=True,
+            ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
+            again = again.model_copy(
+                update={
+                    "grammar": answer_grammar(*ids, extra=0, chat=True),
+                    "answer_schema": answer_schema(*ids, extra=0, chat=True),
+                }
             )
-            again = again.model_copy(update={"grammar": one})
         text = model.chat(again).text
         if sentence is not None:
             text = raw_sentences(text.strip())[0] if text.strip() else ""

@@ -32,6 +32,9 @@ class ChatRequest(BaseModel):
     # a GBNF grammar the answer must follow (the local model decodes under it; other providers
     # get the prompt's instructions only, and the guard checks the answer)
     grammar: str | None = None
+    # the same answer as a JSON schema (`safellm.llm.grammar.answer_schema`): API models whose
+    # provider supports structured output answer in it, and the adapter joins it back into text
+    answer_schema: dict[str, Any] | None = None
 
 
 class ChatResponse(BaseModel):

@@ -1,7 +1,11 @@
 """Any LiteLLM model string as a `ChatModel`: timeouts, bounded retries, errors mapped into ours.
 
 The packaged local model is served the same way, as the LiteLLM custom provider `safellm_local`
-(see `safellm.llm.local`), so local and remote models share this code path.
+(see `safellm.llm.local`), so local and remote models share this code path. A slot-based answer
+is constrained where the provider can: the local model decodes under the request's GBNF grammar;
+a provider with structured output (`litellm.supports_response_schema`) answers in the request's
+JSON schema, joined back into text here (streamed once complete); others get the prompt only, and
+the guard checks what they write.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from safellm.errors import (
     LLMUnavailableError,
 )
 from safellm.llm.base import ChatRequest, ChatResponse, TokenSink, unknown_model
+from safellm.llm.grammar import schema_answer_text
 
 
 def import_litellm() -> Any:
@@ -47,6 +52,14 @@ def check_model_string(model: str) -> None:
         import_litellm().get_llm_provider(model)
     except Exception as exc:
         raise unknown_model(model, "no LiteLLM provider serves it") from exc
+
+
+def supports_schema(model: str) -> bool:
+    """Whether LiteLLM knows `model`'s provider to support JSON-schema output."""
+    try:
+        return bool(import_litellm().supports_response_schema(model=model))
+    except Exception:
+        return False
 
 
 def _short(exc: BaseException) -> str:
@@ -101,6 +114,15 @@ class LiteLLMChatModel:
         self.api_key = api_key
         self.extra = dict(extra or {})  # e.g. mock_response in tests
 
+    def uses_schema(self, request: ChatRequest) -> bool:
+        """Whether this request is answered in its JSON answer schema."""
+        return (
+            request.answer_schema is not None
+            and request.json_schema is None
+            and provider_of(self.model) != "safellm_local"
+            and supports_schema(self.model)
+        )
+
     def _kwargs(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "model": self.model,
@@ -122,6 +144,11 @@ class LiteLLMChatModel:
             }
         if request.grammar is not None and provider_of(self.model) == "safellm_local":
             kw["extra_body"] = {"grammar": request.grammar}  # llama.cpp decodes under it
+        elif self.uses_schema(request):
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.answer_schema, "strict": True},
+            }
         if self.api_base:
             kw["api_base"] = self.api_base
         if self.api_key:
@@ -129,6 +156,21 @@ class LiteLLMChatModel:
         return kw | self.extra
 
     def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        if not self.uses_schema(request):
+            return self._chat(request, on_token)
+        # a JSON answer: taken whole, joined into the slot text, then passed on
+        reply = self._chat(request, None)
+        try:
+            text = schema_answer_text(reply.text)
+        except ValueError as exc:
+            raise LLMResponseError(
+                f"model {self.model}: the answer does not follow the answer schema: {exc}"
+            ) from exc
+        if on_token is not None:
+            on_token(text)
+        return reply.model_copy(update={"text": text})
+
+    def _chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
         litellm = import_litellm()
         started = time.perf_counter()
         first: float | None = None
