@@ -10,15 +10,11 @@ Sources, merged into one `ConceptLexicon` (a phrase may name several concepts):
 - the catalogue's Elixhauser groups and medication classes (`safellm.data.catalogue`), with their
   labels and drug names, each supported by the fact of its own feature (`elix_chf`, `med_opioid`);
 - when the settings point at a MIMIC-III folder (`SAFELLM_MIMIC_DIR`, else the source recorded in
-  the built data's manifest): the ICD-9 diagnosis titles (`D_ICD_DIAGNOSES`, the external-cause
-  and supplementary E and V codes left out; an Elixhauser code is supported by its group's fact),
-  the ICD-9 procedure titles (`D_ICD_PROCEDURES`), the lab item labels (`D_LABITEMS`, the
-  catalogue's own lab panel left to the catalogue) and the prescribed drug names
-  (`PRESCRIPTIONS.DRUG`). Titles are long phrases: the matchable phrases are the title up to its
-  first comma, its head noun phrase (before "of", "with", "due to", ...), both without leading
-  qualifiers ("other", "acute", "unspecified"), and the short title when it is written out in
-  full. A phrase made only of the file's `generic` words ("risk", "history", "acute", "count", ...)
-  is never a concept. That lexicon is built once and cached (`concept_lexicon`).
+  the built data's manifest): the ICD-9 diagnosis and procedure titles, the lab item labels and the
+  prescribed drug names of its vocabulary tables (`safellm.guard.concepts_mimic`), each derived
+  phrase kept only when it may name a concept: a phrase made only of the file's `generic` words
+  ("risk", "history", "acute", "count", ...) never does. That lexicon is built once and cached
+  (`concept_lexicon`).
 
 Phrases match whole words, case-insensitively, longest first, with British and American spellings
 folded (anaemia = anemia) and regular plurals; abbreviations match exactly as written ("MI", not
@@ -28,7 +24,6 @@ lexicon (`safellm.guard.lexicon`) already names to the feature rules.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -40,14 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from safellm.config import Settings
-from safellm.data.catalogue import ELIXHAUSER, FEATURES, LABS, MED_CLASSES, VITALS
+from safellm.data.catalogue import ELIXHAUSER, FEATURES, MED_CLASSES, VITALS
 from safellm.errors import ConfigError
 from safellm.fsutil import atomic_write_text
+from safellm.guard._yaml import load_yaml
+from safellm.guard.concepts_mimic import VOCAB_TABLES as VOCAB_TABLES  # re-exported
+from safellm.guard.concepts_mimic import mimic_concepts, mimic_source, vocab_files
 from safellm.guard.lexicon import concept_of
+from safellm.guard.phrase_keys import TOKEN as _TOKEN
+from safellm.guard.phrase_keys import fold, phrase_key
 from safellm.resources import concepts_file
 
 log = logging.getLogger(__name__)
@@ -56,33 +55,8 @@ BUILDER = 1  # bump when the derivation of phrases changes: cached lexicons are 
 MAX_WORDS = 6  # longest phrase matched, in words
 Implies = Literal["low", "high"]
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+")
 _GAP = re.compile(r"[\s\-/'’.]+")  # what may stand between the words of one phrase
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_FOLD = (
-    (re.compile(r"(?<=\w)ae"), "e"),  # anaemia, haemorrhage, ischaemia, leukaemia, paediatric
-    (re.compile(r"^oe(?=[ds])"), "e"),  # oedema, oesophagus, oestrogen
-    (re.compile(r"(?<=rrh)oe"), "e"),  # diarrhoea, rhinorrhoea
-    (re.compile(r"tumour"), "tumor"),
-    (re.compile(r"goitre"), "goiter"),
-    (re.compile(r"sulph"), "sulf"),
-    (re.compile(r"isation"), "ization"),
-    (re.compile(r"(?<=\w)is(e[sd]?)$"), r"iz\1"),  # nebulised, catheterise
-)
-
-
-@functools.lru_cache(maxsize=65536)
-def fold(word: str) -> str:
-    """A word as the lexicon compares it: lower case, British spellings made American."""
-    w = word.lower()
-    for pat, rep in _FOLD:
-        w = pat.sub(rep, w)
-    return w
-
-
-def phrase_key(phrase: str) -> str:
-    """The key a phrase is matched by: its folded words, one space apart."""
-    return " ".join(fold(t) for t in _TOKEN.findall(phrase))
 
 
 def _plural(key: str) -> str | None:
@@ -199,20 +173,7 @@ class ConceptFile(BaseModel, extra="forbid"):
 
 def load_concept_file(path: Path | None = None) -> ConceptFile:
     """The curated concepts at `path` (default `guardrails/concepts.yaml`), validated."""
-    path = Path(path or concepts_file())
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the concept lexicon: {exc}") from exc
-    try:
-        return ConceptFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid concept lexicon: {problems}") from exc
+    return load_yaml(Path(path or concepts_file()), "concept lexicon", ConceptFile, fast=True)
 
 
 # ---------------------------------------------------------------------------------- the lexicon
@@ -453,200 +414,6 @@ def _curated(spec: ConceptFile) -> _Builder:
     return b
 
 
-# ------------------------------------------------------------------------ MIMIC vocabularies
-_PAREN = re.compile(r"\s*[(\[][^)\]]*[)\]]")
-_DX_HEAD = re.compile(
-    r"\s+(?:with|without|due\s+to|in|of|secondary\s+to|complicating|following|affecting|"
-    r"involving|associated\s+with|resulting\s+from|except|not\s+elsewhere|so\s+described|"
-    r"as\s+the\s+cause|caused\s+by|from)\s+"
-)
-_PROC_HEAD = re.compile(r"\s+(?:with|without|using|for|by|under|via|through)\s+")
-_PROC_WORD = re.compile(
-    r"^\w+(?:ectomy|otomy|ostomy|plasty|scopy|graphy|centesis|desis|pexy|rrhaphy|tripsy|lysis)$"
-)
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_LEADING = _words(
-    """
-    other unspecified acute chronic subacute old primary secondary specified certain
-    recurrent unilateral bilateral mild moderate severe late total partial closed open
-    nonspecific unspec
-    """
-)
-_SHORT_NOISE = {"nos", "nec", "unsp", "oth", "w", "wo", "unspecif", "unspecified", "other"}
-_DRUG_FORMS = _words(
-    """
-    tab tabs tablet tablets cap caps capsule capsules inj injection injectable soln solution
-    susp suspension syrup elixir liquid cream ointment oint gel lotion patch drops drop neb
-    nebulizer inhaler inh spray powder vial bag syringe flush premix premixed iv po pr sc im
-    sl er sr xl xr cr la dr ec odt hcl in ns d5w dextrose desensitization neonatal pediatric
-    paediatric ophth ophthalmic otic nasal rectal vaginal topical oral chewable extended
-    release delayed sodium potassium hydrochloride sulfate tartrate succinate
-    """
-)
-
-
-_VAGUE = {"other", "unspecified", "unspec", "specified", "certain", "nonspecific"}
-
-
-def _strip_leading(key: str) -> str:
-    words = key.split()
-    while len(words) > 1 and words[0] in _LEADING:
-        words = words[1:]
-    return " ".join(words)
-
-
-def _variants(phrases: Iterable[str]) -> list[str]:
-    """Each phrase as its key and without leading qualifiers ("acute kidney failure" and
-    "kidney failure"); one starting with a vague word ("other", "unspecified") only without."""
-    out = []
-    for p in phrases:
-        key = phrase_key(p)
-        if key.split()[:1] and key.split()[0] not in _VAGUE:
-            out.append(key)
-        out.append(_strip_leading(key))
-    return out
-
-
-def _dx_phrases(short: str, long: str) -> list[str]:
-    title = _PAREN.sub("", long or "").strip().lower()
-    clause = re.split(r"\s*[,;:]\s*|\s+-\s+", title)[0]
-    head = _DX_HEAD.split(clause)[0]
-    out = [clause, head]
-    words = [w for w in phrase_key(short or "").split() if w not in _SHORT_NOISE]
-    title_words = set(phrase_key(title).split())
-    if words and all(w in title_words for w in words):  # a short title written out in full
-        out.append(" ".join(words))
-    return _variants(p for p in out if p.strip())
-
-
-def _proc_phrases(short: str, long: str) -> list[str]:
-    title = _PAREN.sub("", long or "").strip().lower()
-    clause = re.split(r"\s*[,;:]\s*|\s+-\s+", title)[0]
-    clause = _PROC_HEAD.split(clause)[0]
-    out = [clause]
-    first = phrase_key(clause).split(" of ")[0]
-    if _PROC_WORD.match(first):
-        out.append(first)
-    words = [w for w in phrase_key(short or "").split() if w not in _SHORT_NOISE]
-    if words and all(w in set(phrase_key(title).split()) for w in words):
-        out.append(" ".join(words))
-    return _variants(p for p in out if p.strip())
-
-
-def _lab_phrases(label: str) -> tuple[list[str], list[str]]:
-    abbr = [m for m in re.findall(r"\(([^)]*)\)", label) if m.isupper() and len(m) <= 6]
-    base = _PAREN.sub("", label).strip()
-    return [base.split(",")[0]], abbr
-
-
-def _drug_phrases(drug: str) -> list[str]:
-    name = re.split(r"[(\d%,]", drug.lower(), maxsplit=1)[0]
-    words = [w for w in phrase_key(name).split() if w not in _DRUG_FORMS]
-    if not words or len(words) > 4 or not words[0].isalpha():
-        return []
-    out = [" ".join(words)]
-    if len(words) > 1 and len(words[0]) >= 5:
-        out.append(words[0])
-    return out
-
-
-@functools.cache
-def _elix_prefixes() -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for g, (_, _, prefixes) in ELIXHAUSER.items():
-        for p in prefixes:
-            out.setdefault(p, set()).add(f"elix_{g}")
-    return out
-
-
-def _elix_groups(code: str) -> frozenset[str]:
-    """The Elixhauser groups an ICD-9 diagnosis code belongs to (by code prefix)."""
-    table = _elix_prefixes()
-    return frozenset(g for n in range(1, len(code) + 1) for g in table.get(code[:n], ()))
-
-
-VOCAB_TABLES = ("D_ICD_DIAGNOSES", "D_ICD_PROCEDURES", "D_LABITEMS", "PRESCRIPTIONS")
-
-
-def vocab_files(folder: Path) -> dict[str, Path]:
-    """The MIMIC-III vocabulary tables found in `folder` (.csv.gz preferred over .csv)."""
-    out: dict[str, Path] = {}
-    try:
-        entries = sorted(p for p in Path(folder).iterdir() if p.is_file())
-    except OSError:
-        return out
-    for name in VOCAB_TABLES:
-        hits = [
-            p
-            for p in entries
-            if p.name.lower() in (f"{name}.csv.gz".lower(), f"{name}.csv".lower())
-        ]
-        hits.sort(key=lambda p: not p.name.lower().endswith(".gz"))
-        if hits:
-            out[name] = hits[0]
-    return out
-
-
-def _rows(path: Path, columns: list[str], distinct: bool = False) -> list[tuple[Any, ...]]:
-    """The `columns` of a MIMIC CSV (either header style, compressed or not), as text."""
-    import duckdb  # loaded only when a MIMIC vocabulary is read
-
-    cols = ", ".join(columns)
-    sql = (
-        f"SELECT {'DISTINCT ' if distinct else ''}{cols} "
-        "FROM read_csv(?, header = true, all_varchar = true)"
-    )
-    with duckdb.connect() as con:
-        con.execute("SET threads = 2")
-        return con.execute(sql, [str(path)]).fetchall()
-
-
-def _add_mimic(b: _Builder, files: dict[str, Path]) -> None:
-    if "D_ICD_DIAGNOSES" in files:
-        for code, short, long in _rows(
-            files["D_ICD_DIAGNOSES"], ["icd9_code", "short_title", "long_title"]
-        ):
-            if not code or code[0] in "EV":
-                continue
-            concept = Concept(f"icd9dx:{code}", long or short, "icd9-dx", _elix_groups(code))
-            b.add(concept, _dx_phrases(short, long), derived=True)
-    if "D_ICD_PROCEDURES" in files:
-        for code, short, long in _rows(
-            files["D_ICD_PROCEDURES"], ["icd9_code", "short_title", "long_title"]
-        ):
-            if code:
-                concept = Concept(f"icd9proc:{code}", long or short, "icd9-proc")
-                b.add(concept, _proc_phrases(short, long), derived=True)
-    if "D_LABITEMS" in files:
-        panel = {str(itemid) for itemid, _, _ in LABS.values()}
-        for itemid, label in _rows(files["D_LABITEMS"], ["itemid", "label"]):
-            if not label or itemid in panel:
-                continue
-            phrases, abbr = _lab_phrases(label)
-            concept = Concept(f"lab:{itemid}", label, "lab")
-            b.add(concept, phrases, abbr, derived=True, any_word=True)
-    if "PRESCRIPTIONS" in files:
-        for (drug,) in _rows(files["PRESCRIPTIONS"], ["drug"], distinct=True):
-            if not drug:
-                continue
-            phrases = _drug_phrases(drug)
-            if not phrases:
-                continue
-            lc = drug.lower()
-            classes = frozenset(
-                f"med_{cls}"
-                for cls, (_, names, _) in MED_CLASSES.items()
-                if any(n in lc for n in names) and not (cls == "anticoagulant" and "flush" in lc)
-            )
-            concept = Concept(f"drug:{phrases[0]}", drug, "drug", classes)
-            b.add(concept, phrases, derived=True, any_word=True)
-
-
 def build_lexicon(curated: Path | None = None, mimic_dir: Path | None = None) -> ConceptLexicon:
     """The lexicon of the curated file and, when given, the vocabularies of a MIMIC folder."""
     t0 = time.perf_counter()
@@ -656,7 +423,9 @@ def build_lexicon(curated: Path | None = None, mimic_dir: Path | None = None) ->
     files = vocab_files(mimic_dir) if mimic_dir is not None else {}
     if files:
         try:
-            _add_mimic(b, files)
+            for m in mimic_concepts(files):
+                concept = Concept(m.id, m.name, m.source, m.features)
+                b.add(concept, m.phrases, m.abbr, derived=True, any_word=m.any_word)
         except Exception as exc:  # duckdb, I/O or format errors: a start-up error naming the folder
             raise ConfigError(
                 f"{mimic_dir}: cannot read the MIMIC vocabularies for the concept lexicon: {exc}"
@@ -699,25 +468,6 @@ def curated_concepts(path: Path | None = None) -> ConceptLexicon:
         if key not in _MEMO:
             _MEMO[key] = build_lexicon(path)
         return _MEMO[key]
-
-
-def mimic_source(settings: Settings) -> Path | None:
-    """The MIMIC-III folder whose vocabularies the lexicon adds: `SAFELLM_MIMIC_DIR`, else the
-    source the built data was made from (its manifest), when that folder has any of them."""
-    candidates: list[Path] = []
-    if settings.mimic_dir is not None:
-        candidates.append(Path(settings.mimic_dir))
-    manifest = settings.data_dir / "manifest.json"
-    try:
-        source = json.loads(manifest.read_text(encoding="utf-8")).get("source")
-        if source:
-            candidates.append(Path(source))
-    except (OSError, ValueError, AttributeError):
-        pass
-    for c in candidates:
-        if c.is_dir() and vocab_files(c):
-            return c
-    return None
 
 
 def cache_path(settings: Settings) -> Path:

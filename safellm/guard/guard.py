@@ -22,11 +22,14 @@ Explanation says exactly what was checked and what happened.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from safellm.explain.facts import Facts
 from safellm.guard.checker import Checker, NoteSupport, sentences
+from safellm.guard.concepts import ConceptLexicon
 from safellm.guard.fallback import fallback_answer, grounded_sentence
 from safellm.guard.injection import InjectionDetector, load_exemplars
 from safellm.guard.policy import Policy, load_policy
@@ -44,6 +47,8 @@ from safellm.rationale import GuardReport, RationaleAnswer, Reask, Repair, Viola
 
 # the end of a sentence: its punctuation, any citations after it, then space before more text
 SENTENCE_END = re.compile(r"[.!?](?:\s*\[\s*[FN]\d+(?:\s*[,;]\s*[FN]\d+)*\s*\])*\s+(?=\S)")
+# sentences whose instruction check (`ClinicalGuard._obeyed`) is remembered, per guard
+OBEYED_CACHE = 4096
 
 
 @dataclass
@@ -104,11 +109,17 @@ class Review:
 
 class ClinicalGuard:
     def __init__(
-        self, policy: Policy | None = None, note_support: NoteSupport | None = None
+        self,
+        policy: Policy | None = None,
+        note_support: NoteSupport | None = None,
+        concepts: ConceptLexicon | None = None,
     ) -> None:
+        """`concepts`: the checker's clinical concept lexicon (default: the curated one and the
+        catalogue's; `safellm.guard.concepts.concept_lexicon(settings)` adds the MIMIC
+        vocabularies)."""
         self.policy = policy or load_policy()
         self.policy_version = self.policy.label
-        self.checker = Checker(self.policy, note_support)
+        self.checker = Checker(self.policy, note_support, concepts)
         self.no_phi = NoPHI(self.policy)
         self.no_dosing = NoDosing(self.policy)
         self.no_injection = NoInjection(self.policy, load_exemplars())
@@ -117,6 +128,8 @@ class ClinicalGuard:
         self.obeyed = InjectionDetector(
             list(self.policy.rule("injection.instruction").regexes().values()), None
         )
+        # each streamed sentence is reviewed again with every later one: its check is remembered
+        self._instruction_in = functools.lru_cache(maxsize=OBEYED_CACHE)(self.obeyed.find)
         self.on_topic = OnTopic(self.policy, self.checker)
         self.grounded = FactsGrounded(self.checker)
         self.disclaimer = HasDisclaimer(self.policy)
@@ -170,7 +183,7 @@ class ClinicalGuard:
         """Sentences of an answer that carry an instruction (a quoted injection, say)."""
         out = []
         for s in sentences(self.checker.strip_disclaimer(text)):
-            hit = self.obeyed.find(s.text)
+            hit = self._instruction_in(s.text)
             if hit is not None:
                 out.append(
                     Violation(
@@ -248,15 +261,23 @@ class ClinicalGuard:
         repairs: list[Repair] = []
         more: list[Violation] = []
         calls = 0
+
+        def record(
+            i: int, action: Literal["repaired", "dropped", "replaced"], text: str = ""
+        ) -> None:
+            """What became of failing sentence `i` (from 0), with the rules it failed."""
+            rules = sorted({v.rule for v in failing[i]})
+            original = parts[i].text.strip()
+            repairs.append(
+                Repair(sentence=i + 1, original=original, action=action, rules=rules, text=text)
+            )
+
         for i in sorted(failing):
             s, problems = parts[i], failing[i]
-            rules = sorted({v.rule for v in problems})
             others = {c for k, t in kept.items() if k != i for c in citations(t)}
             if wanted <= others:
                 del kept[i]
-                repairs.append(
-                    Repair(sentence=i + 1, original=s.text.strip(), action="dropped", rules=rules)
-                )
+                record(i, "dropped")
                 continue
             if calls < budget:
                 calls += 1
@@ -272,34 +293,16 @@ class ClinicalGuard:
                     more += own
                     if not own and not r.fixed:
                         kept[i] = again
-                        repairs.append(
-                            Repair(
-                                sentence=i + 1,
-                                original=s.text.strip(),
-                                action="repaired",
-                                rules=rules,
-                                text=again,
-                            )
-                        )
+                        record(i, "repaired", again)
                         continue
             cited = [c for c in facts.contributions if c.id in s.cited]
             if cited:
                 grounded = " ".join(grounded_sentence(c, facts) for c in cited)
                 kept[i] = grounded
-                repairs.append(
-                    Repair(
-                        sentence=i + 1,
-                        original=s.text.strip(),
-                        action="replaced",
-                        rules=rules,
-                        text=grounded,
-                    )
-                )
+                record(i, "replaced", grounded)
             else:
                 del kept[i]
-                repairs.append(
-                    Repair(sentence=i + 1, original=s.text.strip(), action="dropped", rules=rules)
-                )
+                record(i, "dropped")
         final = " ".join(kept[k] for k in sorted(kept))
         check = self.review(final, facts)
         if check.blocking or check.fixed:

@@ -28,10 +28,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from safellm.errors import ConfigError
+from safellm.guard._yaml import load_yaml
 from safellm.resources import policy_file
 
 INVISIBLE = re.compile(
@@ -97,17 +96,7 @@ def injections_file() -> Path:
 
 
 def load_exemplars(path: Path | None = None) -> ExemplarLibrary:
-    path = Path(path or injections_file())
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ExemplarLibrary.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the injection exemplars: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid injection exemplars: {problems}") from exc
+    return load_yaml(Path(path or injections_file()), "injection exemplars", ExemplarLibrary)
 
 
 @dataclass(frozen=True)

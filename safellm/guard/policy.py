@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from safellm.errors import ConfigError
+from safellm.guard._yaml import load_yaml
 from safellm.resources import policy_file
 
 Action = Literal["fix", "reask", "fallback", "refuse", "flag"]
@@ -109,16 +108,4 @@ class Policy(BaseModel, extra="forbid"):
 
 def load_policy(path: Path | None = None) -> Policy:
     """The policy at `path` (default `guardrails/clinical.yaml`), validated."""
-    path = Path(path or DEFAULT_POLICY)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the guard policy: {exc}") from exc
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid guard policy: {problems}") from exc
+    return load_yaml(Path(path or DEFAULT_POLICY), "guard policy", Policy, root="policy")

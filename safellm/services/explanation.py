@@ -175,8 +175,8 @@ class ExplanationService:
                         judge=judge,
                         ask_judge_below=rule.similarity_threshold or 1.0,
                     ),
+                    concepts=concept_lexicon(self.settings),
                 )
-                self._guard.checker.concepts = concept_lexicon(self.settings)
             return self._guard
 
     @property
