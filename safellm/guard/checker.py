@@ -22,6 +22,12 @@ citations. Violations (rule ids as in the policy):
                       reference range ("a low white cell count of 7.2 K/uL" when it is 4-11), or
                       a concept that says so ("hyponatraemia" citing a sodium of 139)
 
+Beyond the concept lexicon, a sentence that cites facts and no note is also checked by meaning:
+what it says beyond the features, numbers and directions (its residual words, "a recent fall at
+home") is embedded and compared with each fact it cites; below the policy's similarity threshold
+for `fact.unsupported_concept` it is about none of them. `evals/fact_similarity.py` measures how
+well the packaged embedder separates fair readings of a fact from invented concepts.
+
 Numbers and features in a sentence that cites a note are also accepted when they appear in that
 note chunk. A concept belongs to a cited fact when the fact's feature supports it (its Elixhauser
 group: "heart failure" and "CHF" for "Congestive heart failure = yes"; its lab: "kidney function"
@@ -49,6 +55,26 @@ from safellm.tasks import task_spec
 
 # cosine similarity and judge probability of a sentence given a note chunk
 NoteSupport = Callable[[str, str], tuple[float, float | None]]
+
+# words a sentence about a fact's effect uses without naming anything clinical
+_GENERIC = """a about above across after again against all also an and any are as at be been being below
+    both but by can could did do does down due during each either even factor factors for from
+    further had has have having here how however if in into is it its itself just least less
+    lower lowers lowered lowering main major may might more most much must no nor not of off on
+    once one only or other others our out over own part per predicted prediction predicts model
+    model's patient patient's patients raise raises raised raising increase increases increased
+    increasing decrease decreases decreased decreasing reduce reduces reduced reducing risk risks
+    estimate score same second she he her his should so some still strongly strong stronger
+    strongest such than that the their them then there these they third this those through to
+    top too under up upward downward very was we were what when where which while who why will
+    with within would yet you your contributes contribute contributed contributing contribution
+    drives drive driving driver drivers pushes push pushing pushed adds add adding largest larger
+    biggest big greatest great highest higher high lowest low value values level levels likely
+    likelihood chance readmission mortality effect effects impact role weight overall together
+    along well another next first last because since before given estimates estimated band
+    length stay stays days day hours death dying readmitted return returning within"""
+GENERIC_WORDS = frozenset(_GENERIC.split())
+RESIDUAL_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 
 TASK_CONSTANTS = {6.0, 12.0, 24.0, 30.0, 72.0, 90.0}
 NUMBER = re.compile(r"(?<![\w.\[/-])([-+−]?\d+(?:\.\d+)?)(\s*(?:%|percent\b))?(?![\w])")
@@ -219,6 +245,11 @@ class Checker:
         nr = policy.rule("note.unsupported")
         self.sim_min = nr.similarity_threshold if nr.similarity_threshold is not None else 0.35
         self.judge_min = nr.judge_threshold if nr.judge_threshold is not None else 0.6
+        # the meaning check of `fact.unsupported_concept` needs the embedder of the note check
+        self.similarity: Callable[[str, str], float] | None = getattr(
+            note_support, "similarity", None
+        )
+        self.fact_sim_min = policy.rule("fact.unsupported_concept").similarity_threshold
 
     # ---------------------------------------------------------------------------------- helpers
     def _fact_numbers(self, facts: Facts) -> list[float]:
@@ -343,9 +374,11 @@ class Checker:
             if not any(cm.start < m.end and m.start < cm.end for m in mentions)
         ]
         if not unsupported_by_note:  # a sentence its note does not support is reported once
-            out += self._open_concepts(
-                s, found, facts, fact_ids, [n.id for n in notes], known or self._known(facts)
-            )
+            known = known or self._known(facts)
+            open_ = self._open_concepts(s, found, facts, fact_ids, [n.id for n in notes], known)
+            out += open_
+            if not open_ and not notes and fact_ids:
+                out += self._off_facts(s, body, facts, fact_ids, mentions, found, known)
         out += self._qualifiers(s, body, facts, mentions, found, fact_ids, bool(notes))
         return out
 
@@ -614,6 +647,73 @@ class Checker:
                 )
             )
         return out
+
+    def residual(self, body: str, facts: Facts, spans: list[tuple[int, int]]) -> str:
+        """What a sentence says beyond the features it names, the numbers, the facts' own label
+        words and the generic words of an effect ("raises the risk the most")."""
+        kept, pos = [], 0
+        for a, b in sorted(spans):
+            kept.append(body[pos:a])
+            pos = max(pos, b)
+        kept.append(body[pos:])
+        text = NUMBER.sub(" ", " ".join(kept))
+        own = {
+            w.lower()
+            for c in facts.contributions
+            for w in RESIDUAL_WORD.findall(f"{c.label} {shown_value(c.value, c.unit)}")
+        }
+        words = [
+            w
+            for w in RESIDUAL_WORD.findall(text)
+            if w.lower() not in GENERIC_WORDS and w.lower() not in own
+        ]
+        return " ".join(words)
+
+    def _off_facts(
+        self,
+        s: Sentence,
+        body: str,
+        facts: Facts,
+        fact_ids: list[str],
+        mentions: list[Mention],
+        found: list[ConceptMention],
+        known: _Known,
+    ) -> list[Violation]:
+        """A sentence whose residual words are, by meaning, about none of the facts it cites."""
+        if self.similarity is None or self.fact_sim_min is None:
+            return []
+        # the concepts found (all belong to a cited fact here) stay: they carry the meaning
+        rest = self.residual(body, facts, [(m.start, m.end) for m in mentions])
+        if len(rest.split()) < 2:
+            return []
+        cited = [c for c in facts.contributions if c.id in fact_ids]
+        # a fact means also the concepts the lexicon found it supports ("fluid overload" for a
+        # heart failure flag): their names join its text
+        best, near = max(
+            (
+                self.similarity(
+                    rest,
+                    " ".join(
+                        [f"{c.label} {shown_value(c.value, c.unit)}"]
+                        + [cm.text for cm in found if self._about(c, cm, known)]
+                    ),
+                ),
+                c.id,
+            )
+            for c in cited
+        )
+        if best >= self.fact_sim_min:
+            return []
+        return [
+            Violation(
+                rule="fact.unsupported_concept",
+                detail=(
+                    f"'{rest}' is about none of the cited facts (closest {near}, "
+                    f"similarity {best:.2f} < {self.fact_sim_min:.2f})"
+                ),
+                span=(s.start, s.end),
+            )
+        ]
 
     def _about(self, c: Contribution, cm: ConceptMention, known: _Known) -> bool:
         """Whether fact `c` supports the concept named by `cm`: its feature does, or its label or

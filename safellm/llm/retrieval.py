@@ -209,6 +209,8 @@ class EmbeddingSupport:
     when a `judge` is given and the similarity is below `ask_judge_below`, the judge's
     probability that the chunk supports the sentence (else None)."""
 
+    CACHE = 4096  # embeddings kept, by text
+
     def __init__(
         self,
         embedder: Embedder,
@@ -218,11 +220,20 @@ class EmbeddingSupport:
         self.embedder = embedder
         self.judge = judge
         self.ask_judge_below = ask_judge_below
+        self._vectors: dict[str, np.ndarray] = {}
 
     def similarity(self, claim: str, evidence: str) -> float:
-        """The cosine similarity of the two texts' embeddings."""
-        v = self.embedder.embed([claim, evidence])
-        return float(v[0] @ v[1])
+        """The cosine similarity of the two texts' embeddings (each text embedded once: the same
+        facts, notes and sentences come back at every streamed review)."""
+        known = self._vectors  # replaced, never emptied in place: safe across threads
+        vec = {t: known[t] for t in (claim, evidence) if t in known}
+        missing = [t for t in dict.fromkeys((claim, evidence)) if t not in vec]
+        if missing:
+            vec.update(zip(missing, self.embedder.embed(missing), strict=True))
+            if len(known) + len(missing) > self.CACHE:
+                self._vectors = {}
+            self._vectors.update((t, vec[t]) for t in missing)
+        return float(vec[claim] @ vec[evidence])
 
     def __call__(self, claim: str, evidence: str) -> tuple[float, float | None]:
         sim = self.similarity(claim, evidence)
