@@ -25,7 +25,7 @@ from llm import patient
 
 from safellm.config import Settings, apply_offline_switches
 from safellm.llm.grammar import answer_grammar
-from safellm.llm.local import engine, model_file
+from safellm.llm.local import EngineSpec, engine, model_file
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import prompt_variables
 
@@ -38,7 +38,7 @@ def main() -> None:
     apply_offline_switches()
     settings = Settings()
     _, path = model_file(settings)
-    eng = engine(path, settings.local_n_ctx, settings.local_threads)
+    eng = engine(EngineSpec.of(settings, path))
     prompt = load_prompt(settings.prompts_dir, "explain-risk", 2)
     from llama_cpp import LlamaGrammar
 

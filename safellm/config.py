@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     )
     local_n_ctx: int = Field(default=4096, ge=512, description="Context window of the local model.")
     local_threads: int = Field(default=2, ge=1, description="CPU threads of the local model.")
+    local_kv_cache_mb: int = Field(
+        default=512,
+        ge=0,
+        description="Memory for saved KV states of the local model (prefetched patients, fixed "
+        "prompt prefixes), least recently used dropped first; 0 keeps none.",
+    )
+    local_draft_tokens: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Prompt-lookup drafting of the local model: up to this many tokens copied "
+        "from the prompt are checked in one forward pass, keeping greedy decoding's output. Off "
+        "by default: on 2 CPU cores a checked token costs most of a forward pass (the 152k-word "
+        "output layer), so drafting is slower here (see bench/llm.py --part speed).",
+    )
     model_cache: Path | None = Field(
         default=None,
         description="Where packaged models are assembled [$SAFELLM_HOME/cache/models].",
@@ -95,6 +110,17 @@ class Settings(BaseSettings):
         default=6, ge=1, le=30, description="Contributions shown to the LLM."
     )
     explain_notes: int = Field(default=3, ge=0, le=20, description="Note chunks shown to the LLM.")
+    queue_max_waiting: int = Field(
+        default=8,
+        ge=0,
+        description="Questions that may wait, first come first served, while the model answers "
+        "another; beyond that a request is refused (HTTP 503 with Retry-After).",
+    )
+    prefetch: bool = Field(
+        default=True,
+        description="When a patient is selected (chat) or predicted (API), prefill the model with "
+        "that patient's prompt in the background while the model is idle (models that can).",
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="API keys (comma-separated in SAFELLM_API_KEYS); every route but /health "

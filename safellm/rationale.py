@@ -403,6 +403,32 @@ def reask_request(
 
 
 # ----------------------------------------------------------------------------------- pipeline
+def build_request(
+    facts: Facts,
+    prompt: Prompt,
+    question: str | None = None,
+    history: list[tuple[str, str]] | None = None,
+) -> ChatRequest:
+    """The chat request `explain` sends for `facts` (already screened) and `question`: the
+    prompt's messages, and for a slot-based prompt the grammar and JSON schema of its answer.
+    A model that prefetches (`safellm.llm.base.Prefetching`) can be handed it before the
+    question comes, with the default question: all but the question's tokens are then ready."""
+    q = (question or "").strip() or DEFAULT_QUESTION
+    uses_history = "history" in prompt.spec.variables
+    fence = note_fence(facts.notes) if prompt.spec.fence_notes else None
+    variables = prompt_variables(facts, q, (history or []) if uses_history else None, fence)
+    request = prompt.request(**variables)
+    if prompt.spec.answer == "slots" and facts.contributions:
+        ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
+        request = request.model_copy(
+            update={
+                "grammar": answer_grammar(*ids, chat=uses_history),
+                "answer_schema": answer_schema(*ids, chat=uses_history),
+            }
+        )
+    return request
+
+
 def explain(
     facts: Facts,
     model: ChatModel,
@@ -452,21 +478,10 @@ def explain(
             on_token(screened.refusal.text)
         refused = GuardReport(passed=True, attempts=0, violations=screened.violations)
         return make(screened.refusal, refused, None)
-    uses_history = "history" in prompt.spec.variables
     slots = prompt.spec.answer == "slots"
-    fence = note_fence(facts.notes) if prompt.spec.fence_notes else None
-    variables = prompt_variables(facts, q, (history or []) if uses_history else None, fence)
-    request = prompt.request(**variables)
+    request = build_request(facts, prompt, q, history)
     if max_tokens is not None:
         request = request.model_copy(update={"max_tokens": max_tokens})
-    if slots and facts.contributions:
-        ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
-        request = request.model_copy(
-            update={
-                "grammar": answer_grammar(*ids, chat=uses_history),
-                "answer_schema": answer_schema(*ids, chat=uses_history),
-            }
-        )
     gate = guard.gate(facts, on_token) if on_token is not None else None
     sink = gate or on_token
     slot_sink = SlotSink(facts, sink) if slots and sink is not None else None

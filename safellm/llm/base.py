@@ -9,7 +9,7 @@ This module is the LLM layer's leaf: it imports no adapter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -55,6 +55,16 @@ class ChatModel(Protocol):
     name: str
 
     def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse: ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A chat model that can do the work of a request before it is asked (a local model
+    evaluating the prompt into its KV cache). `prefetch` may return before that work is done and
+    may drop it when busy; a later `chat` whose prompt shares the prefetched prefix is then
+    faster, never different."""
+
+    def prefetch(self, request: ChatRequest) -> None: ...
 
 
 def unknown_model(name: str, why: str = "") -> UnknownNameError:

@@ -22,13 +22,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safellm.errors import ConfigError, ModelIntegrityError, ModelNotInstalledError
 from safellm.fsutil import atomic_write_text
-from safellm.llm.base import unknown_model
+from safellm.llm.base import ChatRequest, unknown_model
+from safellm.llm.kvstate import StateCache, common_prefix
 from safellm.progress import Stage, quiet
 
 if TYPE_CHECKING:
@@ -198,11 +199,36 @@ def model_file(settings: Settings) -> tuple[str, Path]:
 
 
 # --------------------------------------------------------------------------------------- engine
-class LlamaEngine:
-    """One llama.cpp model in memory. Calls are serialised (llama.cpp is not re-entrant); the KV
-    cache of the previous prompt is reused for the common prefix."""
+# A pass of several tokens gives logits that differ from a pass of one by up to ~0.7 (measured on
+# the packaged model: llama.cpp's batched kernels round differently). A choice made from such a
+# pass with a margin below this is made again from a pass of one token.
+DRAFT_MARGIN = 2.0
+# the piece size of prompt evaluation after the fixed part (see `LlamaEngine._prefill`)
+CHUNK = 16
 
-    def __init__(self, path: Path, n_ctx: int = 4096, threads: int = 2) -> None:
+
+class LlamaEngine:
+    """One llama.cpp model in memory. Calls are serialised (llama.cpp is not re-entrant).
+
+    Prefill reuses what is already evaluated: the common prefix with the KV cache of the previous
+    prompt, or a saved state (`StateCache`) that shares a longer prefix — a prefetched patient's
+    prompt, or a prompt's fixed system part, which is saved once (on disk too, so a new process
+    starts with it). Greedy decoding checks up to `draft_tokens` tokens per forward pass, drafted
+    by prompt lookup (the continuation of the latest earlier occurrence of the last tokens):
+    what is kept is what one-token-at-a-time greedy decoding chooses, so the output is the same,
+    and a draft token is kept only when it is that choice."""
+
+    def __init__(
+        self,
+        path: Path,
+        n_ctx: int = 4096,
+        threads: int = 2,
+        *,
+        kv_cache_bytes: int = 512 * 2**20,
+        state_dir: Path | None = None,
+        draft_tokens: int = 0,
+        draft_margin: float = DRAFT_MARGIN,
+    ) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - install problem
@@ -212,10 +238,15 @@ class LlamaEngine:
             ) from exc
         self.path = path
         self.n_ctx = n_ctx
+        self.draft_tokens = draft_tokens
+        self.draft_margin = draft_margin
         self.lock = threading.Lock()
         self._formatter: Any = None
         self._answer_ids: dict[str, list[int]] = {}
         self.last_stats: dict[str, float] = {}
+        self.states = StateCache(kv_cache_bytes, state_dir)
+        self._prompt_len = 0  # how many evaluated tokens are the last prompt's
+        self.prefetch_stats: dict[str, float] = {}  # what the last prefetch did
         self.llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
@@ -224,10 +255,14 @@ class LlamaEngine:
             verbose=False,
         )
 
-    def reset(self) -> None:
-        """Forget the cached prefix (the next call evaluates its whole prompt)."""
+    def reset(self, states: bool = False) -> None:
+        """Forget the evaluated prompt (the next call evaluates its whole prompt, or restores a
+        saved state); `states` also forgets the saved states held in memory."""
         with self.lock:
             self.llm.reset()
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            if states:
+                self.states.memory.clear()
 
     def _chat_formatter(self) -> Any:
         """The model's own chat template (from the GGUF metadata), as llama-cpp-python renders it."""
@@ -243,38 +278,175 @@ class LlamaEngine:
             )
         return self._formatter
 
-    def _prefill(self, messages: list[dict[str, str]]) -> int:
-        """Evaluate the chat prompt of `messages`, reusing the cached common prefix; returns the
-        prompt's length in tokens. The logits of its last token are then in the context."""
-        llm: Any = self.llm
+    def tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The chat prompt of `messages` as this model's tokens (with the assistant's turn open)."""
         prompt = self._chat_formatter()(messages=messages).prompt
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def _fixed_length(self, messages: list[dict[str, str]], tokens: list[int]) -> int:
+        """How many leading tokens of the prompt are its system message's (the part that is the
+        same for every patient): the common prefix with the prompt of that message alone."""
+        if not messages or messages[0].get("role") != "system":
+            return 0
+        return common_prefix(self.tokens(messages[:1]), tokens)
+
+    # ------------------------------------------------------------------------ KV bookkeeping
+    def _evaluated(self) -> Any:
+        return self.llm.input_ids[: self.llm.n_tokens]
+
+    def _rewind(self, n: int) -> None:
+        """Keep the first `n` evaluated tokens, drop the rest from the KV cache."""
+        self.llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        self.llm.n_tokens = n
+
+    def _save(self, persist: bool = False) -> int:
+        """Save the state of the evaluated tokens; returns its size in bytes."""
+        import ctypes
+
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        got = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        key = tuple(int(t) for t in self._evaluated())
+        self.states.put(key, bytes(buf)[:got], persist=persist)
+        return int(got)
+
+    def _restore(self, key: tuple[int, ...]) -> bool:
+        """Load the saved state of `key` into the KV cache (False: it could not be loaded, and
+        is forgotten)."""
+        import ctypes
+
+        import llama_cpp
+
+        data = self.states.get(key)
+        if data is None:
+            return False
+        self._rewind(0)
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, len(data), 0) == 0:
+            self.states.drop(key)
+            self._rewind(0)
+            return False
+        self.llm.input_ids[: len(key)] = key
+        self.llm.n_tokens = len(key)
+        return True
+
+    def _prefill(self, messages: list[dict[str, str]]) -> int:
+        """Evaluate the chat prompt of `messages`, reusing what is evaluated or saved; returns
+        the prompt's length in tokens. The logits of its last token are then in the context.
+        `last_stats` gets the tokens reused, restored and evaluated.
+
+        A prompt is always evaluated in the same pieces, whatever was reused: its fixed part
+        (the system message) in one, then pieces of `CHUNK` tokens, the last token alone (as
+        llama.cpp itself evaluates it again when a prompt is cached whole). llama.cpp's results for a
+        token depend a little on the piece it is evaluated in, so reused tokens are cut back to
+        the start of their piece: a prompt then gets the same KV cache, and greedy decoding the
+        same answer, whether it was prefetched, restored or evaluated from scratch."""
+        llm: Any = self.llm
+        tokens = self.tokens(messages)
         if len(tokens) >= self.n_ctx:
             raise ValueError(
                 f"the prompt ({len(tokens)} tokens) exceeds the context window ({self.n_ctx})"
             )
-        keep = 0
-        for a, b in zip(llm._input_ids, tokens, strict=False):
-            if a != b:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)
-        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-            llm.n_tokens = keep
-        else:
-            llm.reset()
-            keep = 0
-        llm.eval(tokens[keep:])
+        fixed = self._fixed_length(messages, tokens)
+        if fixed >= len(tokens):
+            fixed = 0
+
+        def piece_start(n: int) -> int:
+            return 0 if n < fixed else fixed + (n - fixed) // CHUNK * CHUNK
+
+        # only prompt tokens count as evaluated: answer tokens were decoded in other pieces
+        keep = common_prefix(self._evaluated()[: self._prompt_len], tokens)
+        restored = 0
+        n, key = self.states.best(tokens)
+        last = len(tokens) - 1
+        gain = piece_start(min(n, last)) > piece_start(min(keep, last))
+        if key is not None and gain and self._restore(key):
+            keep = restored = n
+        keep = piece_start(min(keep, last))
+        restored = min(restored, keep)
+        self._rewind(keep)
+        if keep < fixed:
+            llm.eval(tokens[keep:fixed])
+            if tuple(tokens[:fixed]) not in self.states:
+                self._save(persist=True)  # this prompt's fixed part, for every later patient
+            keep = fixed
+        for start in range(keep, last, CHUNK):
+            llm.eval(tokens[start : min(start + CHUNK, last)])
+        llm.eval(tokens[last:])  # the last token alone, as a decoding step would
+        self._prompt_len = len(tokens)
+        self.last_stats = {
+            "prompt_tokens": len(tokens),
+            "reused_tokens": keep,
+            "restored_tokens": restored,
+            "evaluated_tokens": len(tokens) - keep,
+        }
         return len(tokens)
 
-    def constrained(
-        self, messages: list[dict[str, str]], grammar: str, max_tokens: int
+    def prefetch(self, messages: list[dict[str, str]]) -> dict[str, float]:
+        """Evaluate the prompt of `messages` now and keep its state, so that a later prompt that
+        shares its beginning (the same patient, another question) only evaluates the rest.
+        Returns what it did: tokens evaluated, seconds, state bytes."""
+        with self.lock:
+            t0 = time.perf_counter()
+            self._prefill(messages)
+            stats = dict(self.last_stats)
+            stats["state_bytes"] = self._save()
+            stats["prefill_s"] = time.perf_counter() - t0
+            self.prefetch_stats = stats
+            return stats
+
+    # ------------------------------------------------------------------------------- decoding
+    def _draft(self, history: Any, limit: int) -> list[int]:
+        """Prompt lookup: the tokens that followed the latest earlier occurrence of the last
+        three (else two) tokens of `history`, at most `limit`."""
+        import numpy as np
+
+        if limit <= 0:
+            return []
+        hist = np.asarray(history)
+        for n in (3, 2):
+            if len(hist) <= n:
+                continue
+            windows = np.lib.stride_tricks.sliding_window_view(hist[:-1], n)
+            hits = np.flatnonzero((windows == hist[-n:]).all(axis=1))
+            if len(hits):
+                start = int(hits[-1]) + n
+                return [int(t) for t in hist[start : start + limit]]
+        return []
+
+    def _decode(self, tokens: list[int]) -> Any:
+        """Evaluate `tokens` after those evaluated; their logits, one row per token (a copy)."""
+        import numpy as np
+
+        llm: Any = self.llm
+        n = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        llm._batch.set_batch(batch=tokens, n_past=n, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n : n + len(tokens)] = tokens
+        llm.n_tokens = n + len(tokens)
+        return np.ctypeslib.as_array(
+            llm._ctx.get_logits(), shape=(len(tokens), llm.n_vocab())
+        ).copy()
+
+    def greedy(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        grammar: str | None = None,
+        draft_tokens: int | None = None,
     ) -> Iterator[tuple[str, str | None]]:
-        """Greedy decoding under a GBNF grammar: the same tokens as llama.cpp's grammar sampler,
-        at a fraction of its cost. The argmax token is checked against the grammar alone (one
-        candidate); only when the grammar rejects it are all candidates scanned (llama.cpp's
-        sampler scans the whole vocabulary at every token). `last_stats` then says how long the
-        grammar took and how often the full scan was needed."""
+        """Greedy decoding (under a GBNF grammar when given): (text piece, finish reason or
+        None) pairs. The grammar costs little: the argmax token is checked against it alone
+        (one candidate), and only when it is rejected are all candidates scanned (llama.cpp's
+        sampler scans the whole vocabulary at every token). Drafted tokens (`draft_tokens`, by
+        default the engine's) are kept only where they are greedy decoding's own choice.
+        `last_stats` then says how long the grammar took, how often the full scan was needed,
+        and how many tokens came from drafts."""
+        import codecs
         import ctypes
 
         import llama_cpp
@@ -283,10 +455,13 @@ class LlamaEngine:
         llm: Any = self.llm
         vocab = llm._model.vocab
         n_vocab = llm.n_vocab()
+        k = self.draft_tokens if draft_tokens is None else draft_tokens
         with self.lock:
-            smpl = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not smpl:
-                raise ValueError("invalid GBNF grammar (llama.cpp could not parse it)")
+            smpl = None
+            if grammar:
+                smpl = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+                if not smpl:
+                    raise ValueError("invalid GBNF grammar (llama.cpp could not parse it)")
             one = (llama_cpp.llama_token_data * 1)()
             single = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
             full = np.recarray(
@@ -296,53 +471,135 @@ class LlamaEngine:
                 ),
             )
             ids = np.arange(n_vocab, dtype=np.intc)
-            stats = {"tokens": 0, "grammar_s": 0.0, "decode_s": 0.0, "full_scans": 0}
-            decoder = __import__("codecs").getincrementaldecoder("utf-8")("ignore")
+            stats: dict[str, float] = {
+                "tokens": 0,
+                "grammar_s": 0.0,
+                "decode_s": 0.0,
+                "full_scans": 0,
+                "passes": 0,
+                "drafted": 0,
+                "draft_kept": 0,
+                "rechecked": 0,
+            }
+            margin_floor = self.draft_margin
+
+            def top_two(values: Any) -> tuple[int, float]:
+                """The argmax of `values` and its margin over the runner-up."""
+                best = int(np.argmax(values))
+                top = float(values[best])
+                values[best] = -np.inf
+                second = float(values.max())
+                values[best] = top
+                return best, top - second
+
+            def pick(logits: Any, close: float = 0.0) -> tuple[int | None, float]:
+                """Greedy's token for these logits (None: the grammar allows nothing more) and
+                its margin over the next best token the grammar allows, where that margin is
+                below `close` or the argmax is not allowed (else the margin over the runner-up
+                of all); the grammar is not advanced."""
+                tok, margin = top_two(logits)
+                if smpl is None:
+                    return tok, margin
+                g0 = time.perf_counter()
+                one[0].id, one[0].logit, one[0].p = tok, float(logits[tok]), 0.0
+                single.size, single.selected, single.sorted = 1, -1, False
+                llama_cpp.llama_sampler_apply(smpl, ctypes.byref(single))
+                if not np.isfinite(one[0].logit) or margin < close:
+                    stats["full_scans"] += 1
+                    full.id[:] = ids
+                    full.logit[:] = logits
+                    full.p[:] = 0.0
+                    arr = llama_cpp.llama_token_data_array(
+                        data=full.ctypes.data_as(llama_cpp.llama_token_data_p),
+                        size=n_vocab,
+                        selected=-1,
+                        sorted=False,
+                    )
+                    llama_cpp.llama_sampler_apply(smpl, ctypes.byref(arr))
+                    if not np.isfinite(full.logit.max()):
+                        stats["grammar_s"] += time.perf_counter() - g0
+                        return None, np.inf
+                    tok, margin = top_two(full.logit)
+                    tok = int(full.id[tok])
+                stats["grammar_s"] += time.perf_counter() - g0
+                return tok, margin
+
+            def accept(tok: int) -> None:
+                if smpl is not None and not llama_cpp.llama_vocab_is_eog(vocab, tok):
+                    llama_cpp.llama_sampler_accept(smpl, tok)
+
+            decoder = codecs.getincrementaldecoder("utf-8")("ignore")
+            # drafted tokens in the KV cache not yet verified: (token, logits after it)
+            pending: list[tuple[int, Any]] = []
             try:
                 t0 = time.perf_counter()
                 self._prefill(messages)
+                stats.update(self.last_stats)
                 stats["prefill_s"] = time.perf_counter() - t0
+                row = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
+                row_at = llm.n_tokens  # the logits in `row` follow this many tokens
+                # the KV cache up to `clean` holds what one-token passes compute; `row` came
+                # from a pass of several tokens (`batched`) or after one (`row_at > clean`)
+                clean, batched = row_at, False
                 finish = "length"
-                for _ in range(max_tokens):
+                for produced in range(1, max_tokens + 1):
                     t0 = time.perf_counter()
-                    logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
-                    tok = int(np.argmax(logits))
-                    g0 = time.perf_counter()
-                    one[0].id, one[0].logit, one[0].p = tok, float(logits[tok]), 0.0
-                    single.size, single.selected, single.sorted = 1, -1, False
-                    llama_cpp.llama_sampler_apply(smpl, ctypes.byref(single))
-                    if not np.isfinite(one[0].logit):
-                        stats["full_scans"] += 1
-                        full.id[:] = ids
-                        full.logit[:] = logits
-                        full.p[:] = 0.0
-                        arr = llama_cpp.llama_token_data_array(
-                            data=full.ctypes.data_as(llama_cpp.llama_token_data_p),
-                            size=n_vocab,
-                            selected=-1,
-                            sorted=False,
-                        )
-                        llama_cpp.llama_sampler_apply(smpl, ctypes.byref(arr))
-                        tok = int(full.id[int(np.argmax(full.logit))])
-                        if not np.isfinite(full.logit.max()):
-                            finish = "stop"  # nothing is allowed: the grammar is complete
-                            break
-                    if llama_cpp.llama_vocab_is_eog(vocab, tok):
-                        stats["grammar_s"] += time.perf_counter() - g0
+                    tainted = batched or row_at > clean
+                    tok, margin = pick(row, margin_floor if tainted else 0.0)
+                    if tainted and margin < margin_floor:
+                        # Passes of several tokens round a little differently from passes of
+                        # one; where the choice is that close, make it as one-token passes do:
+                        # the tokens since the last such pass are evaluated again, one by one.
+                        stats["rechecked"] += 1
+                        again = [int(t) for t in llm.input_ids[clean:row_at]]
+                        self._rewind(clean)
+                        pending = []
+                        for t in again:
+                            row = self._decode([t])[0]
+                            stats["passes"] += 1
+                        clean, batched = row_at, False
+                        tok, margin = pick(row)
+                    if tok is None or llama_cpp.llama_vocab_is_eog(vocab, tok):
                         finish = "stop"
                         break
-                    llama_cpp.llama_sampler_accept(smpl, tok)
-                    stats["grammar_s"] += time.perf_counter() - g0
-                    piece = decoder.decode(llm.detokenize([tok]))
-                    llm.eval([tok])
+                    accept(tok)
                     stats["tokens"] += 1
-                    stats["decode_s"] += time.perf_counter() - t0
+                    piece = decoder.decode(llm.detokenize([tok]))
                     if piece:
                         yield piece, None
+                    if produced == max_tokens:
+                        break
+                    if pending and pending[0][0] == tok:  # the draft was right: its logits hold
+                        stats["draft_kept"] += 1
+                        row, row_at = pending.pop(0)[1], row_at + 1
+                        stats["decode_s"] += time.perf_counter() - t0
+                        continue
+                    if pending:  # the draft went wrong here: drop the rest of it
+                        self._rewind(llm.n_tokens - len(pending))
+                        pending = []
+                    history = np.append(self._evaluated(), tok)
+                    draft = self._draft(history, min(k, max_tokens - produced - 1))
+                    if clean == llm.n_tokens and not draft:
+                        clean += 1  # a one-token pass on a clean cache
+                    rows = self._decode([tok, *draft])
+                    stats["passes"] += 1
+                    stats["drafted"] += len(draft)
+                    row, row_at, batched = rows[0], llm.n_tokens - len(draft), bool(draft)
+                    pending = list(zip(draft, rows[1:], strict=True))
+                    stats["decode_s"] += time.perf_counter() - t0
+                if pending:
+                    self._rewind(llm.n_tokens - len(pending))
                 yield decoder.decode(b"", final=True), finish
             finally:
-                llama_cpp.llama_sampler_free(smpl)
+                if smpl is not None:
+                    llama_cpp.llama_sampler_free(smpl)
                 self.last_stats = stats
+
+    def constrained(
+        self, messages: list[dict[str, str]], grammar: str, max_tokens: int
+    ) -> Iterator[tuple[str, str | None]]:
+        """Greedy decoding under a GBNF grammar (`greedy` with a grammar)."""
+        return self.greedy(messages, max_tokens, grammar)
 
     def grammar_accepts(self, grammar: str, text: str) -> bool:
         """Whether `grammar` allows `text` as a whole answer (checked token by token with
@@ -421,8 +678,8 @@ class LlamaEngine:
                 "schema": fmt.get("json_schema", {}).get("schema", {}),
             }
         grammar = (params.get("extra_body") or {}).get("grammar")
-        if grammar:
-            yield from self.constrained(messages, str(grammar), kw["max_tokens"])
+        if grammar or (kw["temperature"] == 0.0 and not kw["stop"] and "response_format" not in kw):
+            yield from self.greedy(messages, kw["max_tokens"], str(grammar) if grammar else None)
             return
         llm: Any = self.llm  # llama-cpp-python's typed dicts are stricter than its behaviour
         with self.lock:
@@ -432,19 +689,66 @@ class LlamaEngine:
                 yield str(piece), choice.get("finish_reason")
 
 
-_ENGINES: dict[tuple[str, int, int], LlamaEngine] = {}
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an engine is made of: the GGUF, its context and threads, the memory of its saved
+    states, where its persisted states go, how many tokens it drafts, and its `role` (the judge
+    has an engine of its own, so judging a sentence never displaces the answer's KV cache)."""
+
+    path: Path
+    n_ctx: int = 4096
+    threads: int = 2
+    kv_cache_mb: int = 512
+    state_root: Path | None = None
+    draft_tokens: int = 0
+    role: str = "chat"
+
+    @classmethod
+    def of(cls, settings: Settings, path: Path, role: str = "chat") -> EngineSpec:
+        return cls(
+            Path(path),
+            settings.local_n_ctx,
+            settings.local_threads,
+            settings.local_kv_cache_mb,
+            settings.home / "cache" / "kv",
+            settings.local_draft_tokens,
+            role,
+        )
+
+    def state_dir(self) -> Path | None:
+        """The folder of this engine's persisted states: per model file (name and size),
+        context size and llama.cpp version."""
+        if self.state_root is None:
+            return None
+        import llama_cpp
+
+        st = Path(self.path).stat()
+        return (
+            self.state_root
+            / f"{Path(self.path).stem}-{st.st_size}-ctx{self.n_ctx}-llama{llama_cpp.__version__}"
+        )
+
+
+_ENGINES: dict[EngineSpec, LlamaEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine(path: Path, n_ctx: int, threads: int) -> LlamaEngine:
-    """The process's engine for this file and shape (loaded once)."""
-    key = (str(Path(path).resolve()), n_ctx, threads)
+def engine(spec: EngineSpec) -> LlamaEngine:
+    """The process's engine of this spec (loaded once)."""
+    spec = EngineSpec(**{**spec.__dict__, "path": Path(spec.path).resolve()})
     with _ENGINES_LOCK:
         if not _ENGINES:
             atexit.register(_close_engines)
-        if key not in _ENGINES:
-            _ENGINES[key] = LlamaEngine(Path(path), n_ctx, threads)
-        return _ENGINES[key]
+        if spec not in _ENGINES:
+            _ENGINES[spec] = LlamaEngine(
+                spec.path,
+                spec.n_ctx,
+                spec.threads,
+                kv_cache_bytes=spec.kv_cache_mb * 2**20,
+                state_dir=spec.state_dir(),
+                draft_tokens=spec.draft_tokens,
+            )
+        return _ENGINES[spec]
 
 
 def _close_engines() -> None:
@@ -456,14 +760,7 @@ def _close_engines() -> None:
 
 
 # ------------------------------------------------------------------------------ LiteLLM provider
-@dataclass
-class _Target:
-    path: Path
-    n_ctx: int
-    threads: int
-
-
-_TARGETS: dict[str, _Target] = {}
+_TARGETS: dict[str, EngineSpec] = {}
 
 
 def _provider() -> Any:
@@ -480,7 +777,7 @@ def _provider() -> Any:
             raise litellm.NotFoundError(
                 message=f"no local model {model!r} registered", model=model, llm_provider=PROVIDER
             )
-        eng = engine(target.path, target.n_ctx, target.threads)
+        eng = engine(target)
         limit = float(timeout) if isinstance(timeout, (int, float)) else None
         started = time.perf_counter()
         try:
@@ -532,14 +829,14 @@ def _provider() -> Any:
 _REGISTER_LOCK = threading.Lock()
 
 
-def register(name: str, path: Path, n_ctx: int, threads: int) -> str:
-    """Serve GGUF `path` as LiteLLM model `safellm_local/<name>`; returns that string."""
+def register(name: str, spec: EngineSpec) -> str:
+    """Serve the engine of `spec` as LiteLLM model `safellm_local/<name>`; returns that string."""
     from safellm.llm.litellm import import_litellm
 
     litellm = import_litellm()
 
     with _REGISTER_LOCK:
-        _TARGETS[name] = _Target(Path(path), n_ctx, threads)
+        _TARGETS[name] = spec
         current = list(getattr(litellm, "custom_provider_map", []) or [])
         if not any(p.get("provider") == PROVIDER for p in current):
             current.append({"provider": PROVIDER, "custom_handler": _provider()})
@@ -551,25 +848,37 @@ def register(name: str, path: Path, n_ctx: int, threads: int) -> str:
 
 
 def local_model(settings: Settings) -> LiteLLMChatModel:
-    """The `local` model: the packaged (or configured) GGUF through LiteLLM."""
+    """The `local` model: the packaged (or configured) GGUF through LiteLLM, which can also
+    prefetch a request (`safellm.llm.base.Prefetching`)."""
     from safellm.llm.litellm import LiteLLMChatModel
 
+    class LocalChatModel(LiteLLMChatModel):
+        def __init__(self, spec: EngineSpec, model: str, name: str) -> None:
+            super().__init__(model, timeout_s=settings.local_timeout_s, max_retries=0, name=name)
+            self.spec = spec
+
+        def prefetch(self, request: ChatRequest) -> None:
+            """Evaluate `request`'s prompt into the engine's KV cache and save its state."""
+            engine(self.spec).prefetch([m.model_dump() for m in request.messages])
+
     name, path = model_file(settings)
-    model = register(name, path, settings.local_n_ctx, settings.local_threads)
-    return LiteLLMChatModel(
-        model, timeout_s=settings.local_timeout_s, max_retries=0, name=f"local:{name}"
-    )
+    spec = EngineSpec.of(settings, path)
+    return LocalChatModel(spec, register(name, spec), name=f"local:{name}")
 
 
 class LocalJudge:
     """The local model as a YES/NO judge: does a note excerpt support a sentence? Returns the
-    probability of YES (see `LlamaEngine.yes_probability`), with the `judge` prompt."""
+    probability of YES (see `LlamaEngine.yes_probability`), with the `judge` prompt. The judge
+    has its own engine (the same model file, mapped once by the OS; its own KV cache), so its
+    fixed prompt stays evaluated between claims and judging a sentence while the answer is still
+    being written never displaces the answer's cache."""
 
     def __init__(self, settings: Settings) -> None:
         from safellm.llm.prompts import load_prompt
 
         _, path = model_file(settings)
-        self.engine = engine(path, settings.local_n_ctx, settings.local_threads)
+        spec = EngineSpec.of(settings, path, role="judge")
+        self.engine = engine(replace(spec, n_ctx=min(spec.n_ctx, 2048), draft_tokens=0))
         self.prompt = load_prompt(settings.prompts_dir, "judge")
 
     def __call__(self, claim: str, evidence: str) -> float:

@@ -207,7 +207,8 @@ def retrieve(
 class EmbeddingSupport:
     """How well a note chunk supports a sentence: the cosine similarity of their embeddings, and,
     when a `judge` is given and the similarity is below `ask_judge_below`, the judge's
-    probability that the chunk supports the sentence (else None)."""
+    probability that the chunk supports the sentence (else None). A sentence is judged once per
+    chunk: as it is streamed, the review of the whole answer reuses that verdict."""
 
     CACHE = 4096  # embeddings kept, by text
 
@@ -221,6 +222,7 @@ class EmbeddingSupport:
         self.judge = judge
         self.ask_judge_below = ask_judge_below
         self._vectors: dict[str, np.ndarray] = {}
+        self._verdicts: dict[tuple[str, str], float] = {}
 
     def similarity(self, claim: str, evidence: str) -> float:
         """The cosine similarity of the two texts' embeddings (each text embedded once: the same
@@ -239,4 +241,11 @@ class EmbeddingSupport:
         sim = self.similarity(claim, evidence)
         if self.judge is None or sim >= self.ask_judge_below:
             return sim, None
-        return sim, float(self.judge(claim, evidence))
+        key = (claim, evidence)
+        verdict = self._verdicts.get(key)
+        if verdict is None:  # judged once: the streamed review and the final check share it
+            verdict = float(self.judge(claim, evidence))
+            if len(self._verdicts) >= self.CACHE:
+                self._verdicts = {}
+            self._verdicts[key] = verdict
+        return sim, verdict

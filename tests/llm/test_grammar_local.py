@@ -10,7 +10,7 @@ import pytest
 
 from safellm.config import Settings
 from safellm.llm.grammar import answer_grammar
-from safellm.llm.local import LlamaEngine, engine, model_file
+from safellm.llm.local import EngineSpec, LlamaEngine, engine, model_file
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import SLOT, prompt_variables
 from tests.samples import sample_facts
@@ -23,7 +23,7 @@ G = answer_grammar(["F1", "F2", "F3", "F4"], ["N1", "N2"])
 def eng() -> LlamaEngine:
     settings = Settings()
     _, path = model_file(settings)
-    return engine(path, settings.local_n_ctx, settings.local_threads)
+    return engine(EngineSpec.of(settings, path))
 
 
 @pytest.mark.parametrize(

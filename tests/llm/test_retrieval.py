@@ -10,6 +10,7 @@ from safellm.data.notes import NoteChunk
 from safellm.explain.facts import Contribution, ranked
 from safellm.llm.retrieval import (
     NEAR_DUPLICATE,
+    EmbeddingSupport,
     HashEmbedder,
     MiniLMEmbedder,
     dedupe,
@@ -144,3 +145,17 @@ def test_mmr_alone() -> None:
     off_topic = np.array([0.9, 0.88, 0.3])
     assert mmr(off_topic, sim, 2) == [0, 1]
     assert mmr(off_topic, sim, 2, floor=0.0) == [0, 2]
+
+
+def test_a_sentence_is_judged_once_per_chunk() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def judge(claim: str, evidence: str) -> float:
+        calls.append((claim, evidence))
+        return 0.9
+
+    support = EmbeddingSupport(HashEmbedder(), judge=judge, ask_judge_below=2.0)
+    for _ in range(3):  # the streamed review, then the review of the whole answer
+        assert support("Urine output was poor.", "Poor urine output overnight.")[1] == 0.9
+    support("Another sentence.", "Poor urine output overnight.")
+    assert len(calls) == 2
