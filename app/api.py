@@ -2,9 +2,11 @@
 (`safellm.services.explanation.ExplanationService`, which also writes the audit trail).
 
 Contract (DESIGN.md): `GET /health` (no key); with `Authorization: Bearer <key>`: `POST /v1/predict`,
-`POST /v1/explain`, `POST /v1/explain/stream` (Server-Sent Events: `token` events, then one
-`explanation`), `GET /v1/patients`. Errors are `{"error": {"code", "message"}}` with 400, 401, 404,
-413, 422, 429 or 503 — never a stack trace; a failing LLM gives the guarded fallback with 200.
+`POST /v1/explain`, `POST /v1/explain/stream` (Server-Sent Events: `queued` events while the
+question waits for the model, `token` events, then one `explanation`), `GET /v1/patients`. Errors
+are `{"error": {"code", "message"}}` with 400, 401, 404, 413, 422, 429 or 503 (with Retry-After
+when the model's queue is full) — never a stack trace; a failing LLM gives the guarded fallback
+with 200. A prediction starts a prefetch of that patient's prompt, in the background.
 Logs carry request ids, key ids, routes, statuses and latencies: no note text, question or name.
 """
 
@@ -32,6 +34,7 @@ from safellm.errors import (
     ConfigError,
     DataError,
     LLMError,
+    QueueFullError,
     SafeLLMError,
     UnknownNameError,
     UnknownPatientError,
@@ -104,7 +107,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Request too large"),
         (422, "Invalid body"),
         (429, "Rate limited"),
-        (503, "Not ready (no data or model built)"),
+        (503, "Not ready (no data or model built), or the model's queue is full (Retry-After)"),
     )
 }
 
@@ -222,6 +225,10 @@ def create_app(
     # ------------------------------------------------------------------------------- errors
     @app.exception_handler(SafeLLMError)
     async def on_ours(request: Request, exc: SafeLLMError) -> JSONResponse:
+        if isinstance(exc, QueueFullError):
+            return error(
+                503, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+            )
         for cls, status, code in (
             (UnknownPatientError, 404, "unknown_patient"),
             (UnknownNameError, 400, "unknown_name"),
@@ -327,12 +334,15 @@ def create_app(
         row = svc().unit(body.task, body.hadm_id, body.icustay_id)
         risks = svc().risks(body.task)
         hit = risks.loc[row.name]
-        return PredictResponse(
+        response = PredictResponse(
             task=body.task,
             risk=float(hit["risk"]),
             band=str(hit["band"]),
             model_version=svc().explainer(body.task).version,
         )
+        # an explanation of this patient often follows: prefill its prompt (in the background)
+        svc().prefetch_unit(body.task, body.hadm_id, body.icustay_id)
+        return response
 
     @app.get("/v1/patients", response_model=Patients, responses=ERRORS, tags=["risk"])
     def patients(
@@ -382,7 +392,9 @@ def create_app(
 
         def sse() -> Iterator[str]:
             for e in events:
-                if e.kind == "token":
+                if e.kind == "queued":
+                    kind, data = "queued", json.dumps({"ahead": e.ahead})
+                elif e.kind == "token":
                     kind, data = "token", json.dumps({"text": e.text})
                 elif e.explanation is not None:
                     kind, data = "explanation", e.explanation.model_dump_json()

@@ -4,9 +4,12 @@ Pick a task and a patient; see the risk and its band, a bar chart of the top con
 ask "why is this patient high risk?". The answer streams in sentence by sentence as it passes the
 guard; its citations are links to the cited fact or note chunk in the evidence panel; a badge
 says whether the guard passed it, re-asked, refused or fell back (and what it found). Follow-up
-questions about the same patient use the chat prompt. When API keys are configured, the chat asks
-for one (any user name, the key as password). Every answer is recorded in the audit trail by the
-explanation use case, with the route `/chat` and the id of the key the user signed in with.
+questions about the same patient use the chat prompt. While other users' questions are answered
+first, the answer says how many are ahead ("2 questions ahead of yours"); picking a patient
+prefills the model with that patient's prompt when it is idle (`SAFELLM_PREFETCH`). When API keys
+are configured, the chat asks for one (any user name, the key as password). Every answer is
+recorded in the audit trail by the explanation use case, with the route `/chat` and the id of the
+key the user signed in with.
 """
 
 import html
@@ -60,6 +63,13 @@ def evidence_html(facts: Facts) -> str:
     return '<div class="evidence">' + "".join(rows) + "</div>"
 
 
+def queue_message(ahead: int) -> str:
+    """What the answer shows while the question waits for the model, `ahead` others before it."""
+    if ahead <= 0:
+        return "⏳ Your question is next…"
+    return f"⏳ {ahead} question{'s' if ahead != 1 else ''} ahead of yours…"
+
+
 ICONS = {"fallback": "⚠️", "refused": "🛑", "re-asked": "🔁", "passed": "✅"}
 
 
@@ -104,6 +114,7 @@ def build_chat(
                 "direction": [c.direction for c in facts.contributions],
             }
         )
+        service.prefetch(facts)  # in the background, while the clinician reads and types
         return head, bars, evidence_html(facts), [], ""
 
     def ask(
@@ -135,7 +146,10 @@ def build_chat(
                 question, prompt="chat" if earlier else "explain-risk", history=earlier or None
             ),
         ):
-            if e.kind == "token":
+            if e.kind == "queued":
+                history[-1]["content"] = queue_message(e.ahead)
+                yield history, "", gr.update()
+            elif e.kind == "token":
                 streamed.append(e.text)
                 history[-1]["content"] = html.escape("".join(streamed))
                 yield history, "", gr.update()

@@ -14,6 +14,8 @@
     │   └── PromptError               a prompt file is invalid, or a variable is missing
     ├── ArtifactError                 a built artifact (data, model bundle) is missing or stale:
     │                                 run the command named in the message
+    ├── QueueFullError                the model is busy and its queue is full: retry after
+    │                                 `retry_after_s` seconds (HTTP 503 with Retry-After)
     └── LLMError                      the language model failed; retry later or pick another model
         ├── LLMUnavailableError       the provider cannot be reached or refused the call
         ├── LLMTimeoutError           no answer within the timeout
@@ -64,6 +66,18 @@ class ConfigError(SafeLLMError):
 
 class ArtifactError(SafeLLMError):
     """A built artifact is missing or unusable; the message names the command that builds it."""
+
+
+class QueueFullError(SafeLLMError):
+    """The one model is busy and as many questions as may wait are waiting already; the caller
+    should ask again in `retry_after_s` seconds (an estimate from recent service times)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type[QueueFullError], tuple[str, int]]:
+        return type(self), (str(self), self.retry_after_s)
 
 
 class ModelNotInstalledError(ConfigError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 
 from safellm.explain.facts import Facts, NoteEvidence, Prediction, ranked
+from safellm.llm.base import ChatRequest
+from safellm.llm.fake import FakeChatModel
 
 # the top-level keys of an Explanation, wherever it is served (`explain`, the API)
 EXPLANATION_KEYS = (
@@ -74,3 +77,17 @@ def explain_json(home: Path, model: str, monkeypatch: pytest.MonkeyPatch) -> dic
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     return dict(json.loads(res.stdout))
+
+
+class PrefetchingFake(FakeChatModel):
+    """The fake model, able to prefetch (`safellm.llm.base.Prefetching`): it records each request
+    it is handed in `prefetched` and sets `done`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefetched: list[ChatRequest] = []
+        self.done = threading.Event()
+
+    def prefetch(self, request: ChatRequest) -> None:
+        self.prefetched.append(request)
+        self.done.set()

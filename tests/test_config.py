@@ -22,6 +22,16 @@ def test_invalid_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
         Settings()
 
 
+def test_queue_and_prefetch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().queue_max_waiting, Settings().prefetch) == (8, True)
+    monkeypatch.setenv("SAFELLM_QUEUE_MAX_WAITING", "0")
+    monkeypatch.setenv("SAFELLM_PREFETCH", "false")
+    assert (Settings().queue_max_waiting, Settings().prefetch) == (0, False)
+    monkeypatch.setenv("SAFELLM_QUEUE_MAX_WAITING", "-1")
+    with pytest.raises(ValueError, match="queue_max_waiting"):
+        Settings()
+
+
 def test_offline_switches_keep_user_values() -> None:
     env = {"HF_HUB_OFFLINE": "0"}
     apply_offline_switches(env)

@@ -5,13 +5,20 @@ predict → Facts → note evidence → rationale → guard → audit, for one p
 runs the pure pipeline of `safellm.rationale`. Every explanation it serves, from any front end, is
 appended to the audit trail here and nowhere else; `stream` is the one streaming helper of the
 API and the chat (the explanation runs on a worker thread, its tokens come out as events).
+
+Several users share one model: every explanation's model work goes through the service's
+`FairQueue` (first come, first served; at most `SAFELLM_QUEUE_MAX_WAITING` wait, beyond that
+`QueueFullError`), and `stream` tells its caller how many questions are ahead. `prefetch` hands a
+model that can prefill (`safellm.llm.base.Prefetching`) a patient's prompt in the background while
+the queue is idle, so the question that follows is answered sooner (`SAFELLM_PREFETCH`).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +28,9 @@ import pandas as pd
 from safellm.audit import AuditLog, AuditRecord, now, sha256
 from safellm.config import Settings
 from safellm.data import notes as notes_io
-from safellm.errors import UnknownPatientError, UserInputError
+from safellm.errors import SafeLLMError, UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
-from safellm.llm.base import ChatModel, TokenSink
+from safellm.llm.base import ChatModel, Prefetching, TokenSink
 from safellm.llm.prompts import Prompt, load_prompt, parse_ref
 from safellm.llm.registry import get_model
 from safellm.llm.retrieval import (
@@ -33,12 +40,15 @@ from safellm.llm.retrieval import (
     query_for,
     retrieve,
 )
-from safellm.rationale import Explanation, explain
+from safellm.queueing import FairQueue
+from safellm.rationale import DEFAULT_QUESTION, Explanation, build_request, explain
 from safellm.tasks import TASKS, task_spec
 
 if TYPE_CHECKING:  # scikit-learn, shap, guardrails: loaded when first needed
     from safellm.explain.loader import Explainer
     from safellm.guard.guard import ClinicalGuard
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,16 @@ class Ask:
 
 @dataclass(frozen=True)
 class Event:
-    """One event of a streamed explanation: a `token` of shown text, then either the finished
-    Explanation (`done`) or the error that stopped it (`error`)."""
+    """One event of a streamed explanation: while it waits for the model, `queued` with how many
+    questions are `ahead` (the one being answered included; 0: it is next), each time that
+    changes; then a `token` of shown text at a time, then either the finished Explanation
+    (`done`) or the error that stopped it (`error`, a `QueueFullError` when too many wait)."""
 
-    kind: str  # "token" | "done" | "error"
+    kind: str  # "queued" | "token" | "done" | "error"
     text: str = ""
     explanation: Explanation | None = None
     error: Exception | None = None
+    ahead: int = 0
 
 
 def audit_record(exp: Explanation, caller: Caller) -> AuditRecord:
@@ -116,6 +129,8 @@ class ExplanationService:
         self._explainers: dict[str, Explainer] = {}
         self._prompts: dict[str, Prompt] = {}
         self._lock = threading.RLock()
+        self.queue = FairQueue(settings.queue_max_waiting)
+        self._prefetching = False  # one background prefetch at a time
 
     # ------------------------------------------------------------------------------ loading
     def task_data(self, task: str) -> Any:
@@ -314,26 +329,31 @@ class ExplanationService:
         ask: Ask = Ask(),
         on_token: TokenSink | None = None,
         fallback: bool = False,
+        on_position: Callable[[int], None] | None = None,
     ) -> Explanation:
         """The guarded rationale for Facts already made by `facts` (which this does not repeat),
         appended to the audit trail. `fallback`: a failing model gives the grounded fallback
-        instead of an LLMError."""
-        exp = explain(
-            facts,
-            self.model(ask.model),
-            self.prompt(ask.prompt),
-            question=ask.question,
-            history=ask.history,
-            guard=self.guard,
-            on_token=on_token,
-            fallback=fallback,
-        )
+        instead of an LLMError. The model work waits its turn in `self.queue`: `on_position(n)`
+        hears how many are ahead while it waits, and a full queue raises `QueueFullError`."""
+        model, prompt, guard = self.model(ask.model), self.prompt(ask.prompt), self.guard
+        with self.queue.enter(on_position):
+            exp = explain(
+                facts,
+                model,
+                prompt,
+                question=ask.question,
+                history=ask.history,
+                guard=guard,
+                on_token=on_token,
+                fallback=fallback,
+            )
         self.audit.append(audit_record(exp, caller))
         return exp
 
     def stream(self, facts: Facts, *, caller: Caller, ask: Ask = Ask()) -> Iterator[Event]:
-        """`explain_facts` (with the fallback on model faults) on a worker thread: its shown text
-        token by token, then the Explanation, or the error that stopped it."""
+        """`explain_facts` (with the fallback on model faults) on a worker thread: how many
+        questions are ahead while it waits for the model (`queued`), its shown text token by
+        token, then the Explanation, or the error that stopped it."""
         events: queue.Queue[Event | None] = queue.Queue()
 
         def work() -> None:
@@ -344,6 +364,7 @@ class ExplanationService:
                     ask=ask,
                     on_token=lambda t: events.put(Event("token", text=t)),
                     fallback=True,
+                    on_position=lambda n: events.put(Event("queued", ahead=n)),
                 )
                 events.put(Event("done", explanation=exp))
             except Exception as exc:  # handed to the front end, which says it without a traceback
@@ -354,6 +375,68 @@ class ExplanationService:
         threading.Thread(target=work, name="safellm-explain", daemon=True).start()
         while (event := events.get()) is not None:
             yield event
+
+    # ------------------------------------------------------------------------------- prefetch
+    def prefetch(self, facts: Facts, ask: Ask = Ask()) -> bool:
+        """Hand the model the request a later `explain_facts(facts, ask=ask)` would send (the
+        prompt's default question unless `ask` has one), on a background thread, so that its
+        prompt is evaluated before the question comes. Only when `SAFELLM_PREFETCH` is on, the
+        model can prefetch (`Prefetching`), the queue is idle and no other prefetch is under way:
+        a question that arrives meanwhile waits behind this one prefetch at most. Whether it was
+        started."""
+        return self._prefetch(lambda: facts, ask)
+
+    def prefetch_unit(
+        self,
+        task: str,
+        hadm_id: int | None = None,
+        icustay_id: int | None = None,
+        *,
+        ask: Ask = Ask(),
+    ) -> bool:
+        """`prefetch` for one unit, its Facts (`facts`) made on the background thread too: the
+        caller (a prediction of the API) never waits for them."""
+        return self._prefetch(lambda: self.facts(task, hadm_id, icustay_id), ask)
+
+    def _prefetch(self, make_facts: Callable[[], Facts], ask: Ask) -> bool:
+        if not self.settings.prefetch or not self.queue.idle():
+            return False
+        try:
+            model = self.model(ask.model)
+        except SafeLLMError:  # not ready: the question will say why; a prefetch stays quiet
+            return False
+        if not isinstance(model, Prefetching):
+            return False
+        with self._lock:
+            if self._prefetching:
+                return False
+            self._prefetching = True
+
+        def work() -> None:
+            try:
+                question = (ask.question or "").strip() or DEFAULT_QUESTION
+                screened = self.guard.screen(question, make_facts())
+                if screened.refusal is not None:  # explain would not ask the model either
+                    return
+                request = build_request(
+                    screened.facts, self.prompt(ask.prompt), question, ask.history
+                )
+                with self.queue.enter_if_idle() as ours:
+                    if ours:  # else a question came first: it needs the model more
+                        model.prefetch(request)
+            except Exception as exc:  # only a lost speed-up; the question will say what is wrong
+                log.warning("prefetch failed: %s", type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._prefetching = False
+
+        try:
+            threading.Thread(target=work, name="safellm-prefetch", daemon=True).start()
+        except RuntimeError:  # no thread to be had: no speed-up, nothing else lost
+            with self._lock:
+                self._prefetching = False
+            return False
+        return True
 
 
 class _LazyEmbedder:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from safellm.config import Settings
 from safellm.errors import LLMTimeoutError, LLMUnavailableError
 from safellm.llm.fake import FakeChatModel
 from safellm.services.explanation import ExplanationService
-from tests.samples import EXPLANATION_KEYS, first_hadm
+from tests.samples import EXPLANATION_KEYS, PrefetchingFake, first_hadm
 
 KEY = "sk-test-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -241,6 +243,88 @@ def test_logs_hold_no_question_note_text_or_key(client, demo_home, caplog) -> No
     assert "request=" in logged and "/v1/explain" in logged
     for secret in ("Quackenbush", "Zebulon", QUESTION, KEY):
         assert secret not in logged
+
+
+class _Busy:
+    """Holds the service's model queue (as a question being answered would) until released."""
+
+    def __init__(self, service: ExplanationService) -> None:
+        self.held, self.go = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with service.queue.enter():
+                self.held.set()
+                self.go.wait(30)
+
+        self.thread = threading.Thread(target=hold, daemon=True)
+        self.thread.start()
+        assert self.held.wait(30)
+
+    def release(self) -> None:
+        self.go.set()
+        self.thread.join(30)
+
+
+def _sse(text: str) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    events = [e for e in text.split("\n\n") if e.strip()]
+    return [
+        (e.split("\n")[0].removeprefix("event: "), json.loads(e.split("data: ", 1)[1]))
+        for e in events
+    ]
+
+
+def test_a_full_model_queue_is_503_with_retry_after(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home, queue_max_waiting=0)
+    service = ExplanationService(settings, audit=AuditLog(tmp_path / "a.sqlite"))
+    body = {"task": "readmission", "hadm_id": first_hadm(demo_home)}
+    with TestClient(create_app(settings, service=service)) as c:
+        busy = _Busy(service)
+        r = c.post("/v1/explain", json=body, headers=AUTH)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "queue_full" and "busy" in r.json()["error"]["message"]
+        assert int(r.headers["Retry-After"]) > 0
+        with c.stream("POST", "/v1/explain/stream", json=body, headers=AUTH) as s:
+            events = _sse("".join(s.iter_text()))
+        assert [k for k, _ in events] == ["error"] and events[0][1]["code"] == "QueueFullError"
+        busy.release()
+        r = c.post("/v1/explain", json=body, headers=AUTH)
+        assert r.status_code == 200 and r.json()["guard"]["passed"] is True
+
+
+def test_stream_reports_the_queue_position(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home)
+    service = ExplanationService(settings, audit=AuditLog(tmp_path / "a.sqlite"))
+    body = {"task": "readmission", "hadm_id": first_hadm(demo_home)}
+    with TestClient(create_app(settings, service=service)) as c:
+        busy = _Busy(service)
+
+        def release_once_queued() -> None:
+            deadline = time.monotonic() + 30
+            while service.queue.waiting() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy.release()
+
+        threading.Thread(target=release_once_queued, daemon=True).start()
+        with c.stream("POST", "/v1/explain/stream", json=body, headers=AUTH) as s:
+            events = _sse("".join(s.iter_text()))
+    kinds = [k for k, _ in events]
+    assert events[:2] == [("queued", {"ahead": 1}), ("queued", {"ahead": 0})]
+    assert kinds[-1] == "explanation" and set(kinds[2:-1]) == {"token"}
+
+
+def test_a_prediction_prefetches_the_patients_prompt(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(demo_home)
+    model = PrefetchingFake()
+    service = ExplanationService(
+        settings, models={"fake": model}, audit=AuditLog(tmp_path / "a.sqlite")
+    )
+    body = {"task": "readmission", "hadm_id": first_hadm(demo_home)}
+    with TestClient(create_app(settings, service=service)) as c:
+        assert c.post("/v1/predict", json=body, headers=AUTH).status_code == 200
+        assert model.done.wait(60)
+        assert c.post("/v1/explain", json=body, headers=AUTH).status_code == 200
+    (prefetched,) = model.prefetched
+    assert prefetched.messages == model.requests[0].messages
 
 
 def test_openapi_documents_every_route(client) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,198 @@
+"""The fair queue in front of the one model: FIFO under contention, the bound with its
+Retry-After, positions while waiting, and a slot released however the served block ends."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from safellm.errors import QueueFullError
+from safellm.queueing import FairQueue
+
+TIMEOUT_S = 10
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.002)
+
+
+class Holder:
+    """A thread that holds the queue's slot until `release()`."""
+
+    def __init__(self, q: FairQueue) -> None:
+        self.entered, self.go = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with q.enter():
+                self.entered.set()
+                self.go.wait(TIMEOUT_S)
+
+        self.thread = threading.Thread(target=hold, daemon=True)
+        self.thread.start()
+        assert self.entered.wait(TIMEOUT_S)
+
+    def release(self) -> None:
+        self.go.set()
+        self.thread.join(TIMEOUT_S)
+
+
+def test_callers_are_served_in_arrival_order() -> None:
+    q = FairQueue(max_waiting=20)
+    holder = Holder(q)
+    served: list[int] = []
+    threads = []
+    for i in range(12):
+
+        def work(i: int = i) -> None:
+            with q.enter():
+                served.append(i)
+                time.sleep(0.001)
+
+        t = threading.Thread(target=work, daemon=True)
+        t.start()
+        threads.append(t)
+        wait_until(lambda: q.waiting() == len(threads))  # queued before the next starts
+    holder.release()
+    for t in threads:
+        t.join(TIMEOUT_S)
+    assert served == list(range(12))
+    assert q.idle() and q.waiting() == 0
+
+
+def test_the_bound_refuses_with_a_retry_after() -> None:
+    q = FairQueue(max_waiting=2, default_service_s=4.0)
+    holder = Holder(q)
+    waiters = []  # two callers waiting behind the holder
+    for _ in range(2):
+
+        def wait_in_line() -> None:
+            with q.enter():
+                pass
+
+        t = threading.Thread(target=wait_in_line, daemon=True)
+        t.start()
+        waiters.append(t)
+    wait_until(lambda: q.waiting() == 2)
+    with pytest.raises(QueueFullError) as info, q.enter():
+        pytest.fail("a third waiting caller must be refused")
+    err = info.value
+    assert err.retry_after_s == 12  # 4 s each: the two waiting and the one being served
+    assert "2 questions are waiting" in str(err) and "12 s" in str(err)
+    assert pickle.loads(pickle.dumps(err)).retry_after_s == 12
+    assert q.waiting() == 2  # the refused caller left no ticket behind
+    holder.release()
+    for t in waiters:
+        t.join(TIMEOUT_S)
+    assert q.idle()
+    with q.enter():  # room again
+        assert not q.idle()
+
+
+def test_no_waiting_room_refuses_while_busy_and_admits_when_free() -> None:
+    q = FairQueue(max_waiting=0)
+    with q.enter():  # free: served at once
+        with pytest.raises(QueueFullError) as info, q.enter():
+            pass
+        assert info.value.retry_after_s >= 1
+    with q.enter():
+        pass
+
+
+def test_positions_count_down_to_zero() -> None:
+    q = FairQueue(max_waiting=5)
+    holder = Holder(q)
+    gates = [threading.Event() for _ in range(2)]
+    threads = []
+    for gate in gates:
+
+        def ahead_of_me(gate: threading.Event = gate) -> None:
+            with q.enter():
+                gate.wait(TIMEOUT_S)
+
+        t = threading.Thread(target=ahead_of_me, daemon=True)
+        t.start()
+        threads.append(t)
+        wait_until(lambda: q.waiting() == len(threads))
+    seen: list[int] = []
+    served = threading.Event()
+
+    def last() -> None:
+        with q.enter(on_position=seen.append):
+            served.set()
+
+    t = threading.Thread(target=last, daemon=True)
+    t.start()
+    wait_until(lambda: seen == [3])  # the holder and two waiting ahead
+    holder.release()
+    wait_until(lambda: seen == [3, 2])
+    gates[0].set()
+    wait_until(lambda: seen == [3, 2, 1])
+    assert not served.is_set()
+    gates[1].set()
+    assert served.wait(TIMEOUT_S)
+    t.join(TIMEOUT_S)
+    assert seen == [3, 2, 1, 0]
+
+
+def test_a_caller_served_at_once_hears_no_position() -> None:
+    q = FairQueue(max_waiting=1)
+    seen: list[int] = []
+    with q.enter(on_position=seen.append):
+        pass
+    assert seen == []
+
+
+def test_an_exception_in_the_block_releases_the_slot() -> None:
+    q = FairQueue(max_waiting=0)
+    with pytest.raises(RuntimeError, match="boom"), q.enter():
+        raise RuntimeError("boom")
+    assert q.idle()
+    with q.enter():  # not refused: the slot is free again
+        pass
+
+
+def test_a_failing_position_callback_leaves_the_queue_clean() -> None:
+    q = FairQueue(max_waiting=3)
+    holder = Holder(q)
+
+    def broken(_ahead: int) -> None:
+        raise ValueError("client went away")
+
+    with pytest.raises(ValueError), q.enter(on_position=broken):
+        pass
+    assert q.waiting() == 0
+    holder.release()
+    assert q.idle()
+
+
+def test_service_time_is_averaged_into_the_estimate() -> None:
+    q = FairQueue(max_waiting=3, default_service_s=100.0, smoothing=0.5)
+    with q.enter():
+        pass
+    assert q.service_s < 51  # (100 + ~0) / 2
+    with q.enter(timed=False):
+        time.sleep(0.05)
+    assert q.service_s < 51  # untimed work leaves it
+    assert q.retry_after_s() == pytest.approx(q.service_s, abs=1)
+
+
+def test_enter_if_idle_never_waits() -> None:
+    q = FairQueue(max_waiting=3)
+    with q.enter_if_idle() as ours:
+        assert ours and not q.idle()
+        with q.enter_if_idle() as again:
+            assert not again
+    assert q.idle()
+
+
+def test_a_negative_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_waiting"):
+        FairQueue(max_waiting=-1)
