@@ -1,34 +1,43 @@
-"""LLM benchmark: one explanation through our stack (prompt → LiteLLM → custom provider →
-llama.cpp) against the same prompt sent straight to llama.cpp, in the same process, on the same
-loaded model.
+"""LLM benchmark on the packaged local model, in one process (the `cold` part also starts a
+fresh one).
 
-    .venv/bin/python bench/llm.py [--max-tokens 128] [--repeats 3]
+    .venv/bin/python bench/llm.py [--part stack|speed|prefetch|cold|all] [--patients 5]
 
-Both paths decode greedily with the same `max_tokens`. Two cache modes:
-- cold: the KV cache is reset before each call, so the whole prompt is evaluated;
-- warm: the previous call was another patient's prompt, so the fixed prefix (system text and
-  instructions) is reused and only the patient's part is evaluated. Calls alternate between the two
-  paths over different patients, so neither path ever finds its own prompt cached.
-Prints time to first token, total time and decode speed (tokens/s) per path and mode, and the
-targets: our tokens/s >= 0.9x llama.cpp's, and < 10 % added latency.
+- `stack`: one explanation through our stack (prompt → LiteLLM → custom provider → llama.cpp)
+  against the same prompt sent straight to llama.cpp, on the same loaded model; cold (KV cache
+  reset) and warm (the previous call was another patient's). Targets: our tokens/s >= 0.9x
+  llama.cpp's, < 10 % added latency.
+- `speed`: decode speed of our drafted greedy decoding (prompt lookup) against plain llama.cpp
+  greedy decoding on the same prompts of `--patients` real patients, checking that both give the
+  same text; and under the answer grammar, drafted against one token per pass. Target >= 1.3x.
+- `prefetch`: the service's path (Facts of the highest-risk patients of `$SAFELLM_HOME`, the
+  guard with its judge as configured): the patient is prefetched (as the chat does when a patient
+  is picked, the API after /v1/predict), then a question is asked; prints the seconds from the
+  question to the first guard-passed sentence and to the whole guarded answer, and the KV state
+  size per patient. Targets: first sentence <= 2 s, whole answer p50 <= 8 s.
+- `cold`: a fresh process (the prompt's fixed part restored from its state on disk, the patient
+  not prefetched), one question per patient. Target: first sentence <= 5 s.
+Medians over patients; figures also written as JSON to --out.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, parser
 
 from safellm.config import Settings, apply_offline_switches
 from safellm.explain.facts import Facts, NoteEvidence, Prediction, ranked
-from safellm.llm.local import engine, model_file
+from safellm.llm.local import EngineSpec, engine, model_file
 from safellm.llm.prompts import load_prompt
 from safellm.llm.registry import get_model
-from safellm.rationale import explain, prompt_variables
+from safellm.rationale import build_request, explain, prompt_variables
 
 LABS = [
     ("lab_creatinine_last", "Creatinine (last)", "mg/dL", 1.1),
@@ -110,18 +119,12 @@ def direct(eng, messages: list[dict[str, str]], max_tokens: int) -> tuple[float,
     return (first or total), total, tokens
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = parser(__doc__)
-    ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3, help="measured calls per path and mode")
-    ap.add_argument("--out", type=Path, default=ROOT / ".safellm" / "bench" / "llm_bench.json")
-    args = ap.parse_args(argv)
-    apply_offline_switches()
-    settings = Settings()
+def part_stack(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """Our stack against llama.cpp straight, cold and warm (see the module docstring)."""
     prompt = load_prompt(settings.prompts_dir, "explain-risk")
     name, path = model_file(settings)
     t = time.perf_counter()
-    eng = engine(path, settings.local_n_ctx, settings.local_threads)
+    eng = engine(EngineSpec.of(settings, path))
     load_s = time.perf_counter() - t
     ours = get_model("local", settings)
     print(
@@ -207,20 +210,270 @@ def main(argv: list[str] | None = None) -> int:
         )
     saved = summary["cold/ours"]["first_token_s"] - summary["warm/ours"]["first_token_s"]
     print(f"prefix-cache reuse saves {saved:.2f} s of time to first token through our stack")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": name,
-                "load_s": load_s,
-                "calls": [asdict(c) for c in calls],
-                "summary": summary,
-                "verdict": verdict,
-            },
-            indent=2,
+    return {
+        "model": name,
+        "load_s": load_s,
+        "calls": [asdict(c) for c in calls],
+        "summary": summary,
+        "verdict": verdict,
+    }
+
+
+# ------------------------------------------------------------------------------ new parts
+QUESTION = "What drives this patient's risk the most?"
+
+
+def real_patients(settings: Settings, n: int) -> tuple[Any, list[Facts]]:
+    """The service of `settings` and the Facts (default question) of its `n` highest-risk
+    readmission patients."""
+    from safellm.services.explanation import ExplanationService
+
+    service = ExplanationService(settings)
+    rows = service.risks("readmission").head(n)
+    return service, [service.facts_of("readmission", r) for _, r in rows.iterrows()]
+
+
+def part_speed(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """Drafted greedy decoding against plain llama.cpp greedy on the same prompts."""
+    from llama_cpp import LlamaGrammar
+
+    name, path = model_file(settings)
+    eng = engine(EngineSpec.of(settings, path))
+    _, patients = real_patients(settings, args.patients)
+    free = load_prompt(settings.prompts_dir, "explain-risk", 1)  # free text: no grammar
+    slots = load_prompt(settings.prompts_dir, "explain-risk", 2)
+    rows: list[dict[str, float]] = []
+    print(f"[speed] {len(patients)} patients, max_tokens {args.max_tokens}", flush=True)
+    for facts in patients:
+        row: dict[str, float] = {"hadm_id": float(facts.hadm_id)}
+        # free text: llama.cpp's own greedy sampling, then ours, each from the same evaluated
+        # prompt (llama.cpp evaluates its last token again, timed; ours its last piece, not timed)
+        msgs = [m.model_dump() for m in build_request(facts, free).messages]
+        text = eng._chat_formatter()(messages=msgs).prompt
+        eng.reset()
+        with eng.lock:
+            eng._prefill(msgs)
+        t = time.perf_counter()
+        ref = eng.llm.create_completion(text, max_tokens=args.max_tokens, temperature=0.0)
+        plain_s = time.perf_counter() - t
+        plain_n = ref["usage"]["completion_tokens"]
+        eng.reset()
+        with eng.lock:
+            eng._prefill(msgs)
+        t0 = time.perf_counter()
+        ours = "".join(p for p, _ in eng.greedy(msgs, args.max_tokens, None, args.draft_tokens))
+        st = eng.last_stats
+        ours_s = time.perf_counter() - t0 - st["prefill_s"]
+        same = ours == ref["choices"][0]["text"]
+        row.update(
+            plain_tps=plain_n / plain_s,
+            drafted_tps=st["tokens"] / ours_s,
+            tokens=st["tokens"],
+            same=float(same),
+            kept=st["draft_kept"] / max(st["tokens"], 1),
         )
-        + "\n"
+        # under the answer grammar: one token per pass (= llama.cpp's grammar sampler) vs drafted
+        req = build_request(facts, slots)
+        msgs = [m.model_dump() for m in req.messages]
+        out = {}
+        for k in (0, args.draft_tokens):
+            eng.reset()
+            out[k] = "".join(p for p, _ in eng.greedy(msgs, args.max_tokens, req.grammar, k))
+            st = eng.last_stats
+            row[f"grammar_k{k}_tps"] = st["tokens"] / max(st["decode_s"], 1e-9)
+        row["grammar_same"] = float(out[0] == out[args.draft_tokens])
+        if args.check_grammar_sampler:
+            eng.reset()
+            g = LlamaGrammar.from_string(req.grammar or "", verbose=False)
+            p = eng._chat_formatter()(messages=msgs).prompt
+            ref2 = eng.llm.create_completion(
+                p, max_tokens=args.max_tokens, temperature=0.0, grammar=g
+            )
+            row["grammar_sampler_same"] = float(ref2["choices"][0]["text"] == out[0])
+        rows.append(row)
+        print(
+            f"  hadm {facts.hadm_id}: free text llama.cpp {row['plain_tps']:5.1f} tok/s, drafted "
+            f"{row['drafted_tps']:5.1f} tok/s ({row['kept']:.0%} of tokens from drafts), same "
+            f"text: {bool(same)}; grammar one-per-pass {row['grammar_k0_tps']:5.1f} tok/s, "
+            f"drafted {row[f'grammar_k{args.draft_tokens}_tps']:5.1f} tok/s, same: "
+            f"{bool(row['grammar_same'])}",
+            flush=True,
+        )
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "hadm_id"}
+    ratio = med["drafted_tps"] / med["plain_tps"]
+    gratio = med[f"grammar_k{args.draft_tokens}_tps"] / med["grammar_k0_tps"]
+    all_same = all(r["same"] and r["grammar_same"] for r in rows)
+    print(
+        f"decode speed: drafted x{ratio:.2f} of plain llama.cpp (free text; target >= 1.3: "
+        f"{'MET' if ratio >= 1.3 else 'MISSED'}); under the grammar x{gratio:.2f} of one token "
+        f"per pass; identical text on every patient: {all_same}",
+        flush=True,
     )
+    return {
+        "model": name,
+        "rows": rows,
+        "median": med,
+        "ratio": ratio,
+        "grammar_ratio": gratio,
+        "identical": all_same,
+    }
+
+
+def ask(service: Any, facts: Facts, question: str) -> dict[str, float]:
+    """One guarded answer through the service: seconds to the first guard-passed sentence and to
+    the whole answer, and its outcome."""
+    from safellm.services.explanation import Ask, Caller
+
+    first: list[float] = []
+    t0 = time.perf_counter()
+
+    def token(text: str) -> None:
+        if text.strip() and not first:
+            first.append(time.perf_counter() - t0)
+
+    exp = service.explain_facts(
+        facts,
+        caller=Caller("bench", "bench"),
+        ask=Ask(question, model="local"),
+        on_token=token,
+        fallback=True,
+    )
+    total = time.perf_counter() - t0
+    return {
+        "first_sentence_s": first[0] if first else total,
+        "total_s": total,
+        "own_words": float(exp.guard.outcome in ("passed", "repaired")),
+    }
+
+
+def warm_up(service: Any, facts: Facts) -> None:
+    """Load everything a first question would (model, guard, embedder, judge), outside timing."""
+    service.guard.review("{x}", facts)
+    service.embedder.embed(["warm up"])
+    engine(service.model("local").spec)
+    if service.settings.guard_judge:
+        from safellm.llm.local import LocalJudge
+
+        LocalJudge(service.settings)
+
+
+def part_prefetch(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """Prefetch the patient, then ask (the chat's and the API's path)."""
+    from safellm.services.explanation import Ask
+
+    service, patients = real_patients(settings, args.patients)
+    model = service.model("local")
+    warm_up(service, patients[0])
+    rows = []
+    print(
+        f"[prefetch] {len(patients)} patients; KV state memory {settings.local_kv_cache_mb} MiB",
+        flush=True,
+    )
+    for facts in patients:
+        eng = engine(model.spec)
+        eng.reset(states=True)  # no earlier patient's state: this one is prefetched or nothing
+        assert service.prefetch(facts, Ask(model="local"))  # as the chat does on a pick
+        t_pick = time.perf_counter()
+        time.sleep(max(0.0, args.think_s - (time.perf_counter() - t_pick)))  # reading the chart
+        row = {"hadm_id": facts.hadm_id, **ask(service, facts, QUESTION)}
+        row["prefetch_s"] = eng.prefetch_stats.get("prefill_s", float("nan"))
+        row["state_mib"] = eng.prefetch_stats.get("state_bytes", 0) / 2**20
+        row["evaluated_after_question"] = eng.last_stats.get("evaluated_tokens", -1)
+        rows.append(row)
+        print(
+            f"  hadm {facts.hadm_id}: prefetch {row['prefetch_s']:.1f} s (state "
+            f"{row['state_mib']:.1f} MiB); asked: first guarded sentence "
+            f"{row['first_sentence_s']:.2f} s, whole answer {row['total_s']:.2f} s",
+            flush=True,
+        )
+    eng = engine(model.spec)
+    med = {k: statistics.median(float(r[k]) for r in rows) for k in rows[0] if k != "hadm_id"}
+    print(
+        f"prefetched: first guarded sentence p50 {med['first_sentence_s']:.2f} s (target <= 2: "
+        f"{'MET' if med['first_sentence_s'] <= 2 else 'MISSED'}); whole guarded answer p50 "
+        f"{med['total_s']:.2f} s (target <= 8: {'MET' if med['total_s'] <= 8 else 'MISSED'}); "
+        f"KV state {med['state_mib']:.1f} MiB per patient, {eng.states.size / 2**20:.0f} MiB "
+        f"held of {settings.local_kv_cache_mb} MiB",
+        flush=True,
+    )
+    return {"rows": rows, "median": med}
+
+
+def part_cold(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """A fresh process per run: start-up, then one question on a patient not prefetched."""
+    import subprocess
+    import sys
+
+    rows = []
+    print(f"[cold] a fresh process per patient ({args.patients})", flush=True)
+    for i in range(args.patients):
+        t = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--cold-child", str(i), "--patients", str(args.patients)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["process_s"] = time.perf_counter() - t
+        rows.append(row)
+        print(
+            f"  hadm {row['hadm_id']}: start-up {row['startup_s']:.1f} s, prefix restored "
+            f"{row['restored_tokens']} tokens; first guarded sentence {row['first_sentence_s']:.2f}"
+            f" s, whole answer {row['total_s']:.2f} s",
+            flush=True,
+        )
+    med = {k: statistics.median(float(r[k]) for r in rows) for k in rows[0] if k != "hadm_id"}
+    print(
+        f"cold start: first guarded sentence p50 {med['first_sentence_s']:.2f} s (target <= 5: "
+        f"{'MET' if med['first_sentence_s'] <= 5 else 'MISSED'}); start-up p50 "
+        f"{med['startup_s']:.1f} s",
+        flush=True,
+    )
+    return {"rows": rows, "median": med}
+
+
+def cold_child(args: argparse.Namespace, settings: Settings) -> int:
+    t = time.perf_counter()
+    service, patients = real_patients(settings, args.patients)
+    facts = patients[args.cold_child]
+    model = service.model("local")
+    warm_up(service, facts)
+    eng = engine(model.spec)
+    startup = time.perf_counter() - t
+    row = {"hadm_id": facts.hadm_id, "startup_s": startup, **ask(service, facts, QUESTION)}
+    row["restored_tokens"] = eng.last_stats.get("restored_tokens", 0)
+    print(json.dumps(row))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--part", choices=["stack", "speed", "prefetch", "cold", "all"], default="all")
+    ap.add_argument("--patients", type=int, default=5)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3, help="stack: calls per path and mode")
+    ap.add_argument("--draft-tokens", type=int, default=8, help="speed: drafted tokens per pass")
+    ap.add_argument("--think-s", type=float, default=5.0, help="prefetch: wait before asking")
+    ap.add_argument(
+        "--check-grammar-sampler",
+        action="store_true",
+        help="speed: also compare with llama.cpp's own grammar sampler (slow)",
+    )
+    ap.add_argument("--cold-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=ROOT / ".safellm" / "bench" / "llm_bench.json")
+    args = ap.parse_args(argv)
+    apply_offline_switches()
+    settings = Settings()
+    if args.cold_child is not None:
+        return cold_child(args, settings)
+    parts = ["stack", "speed", "prefetch", "cold"] if args.part == "all" else [args.part]
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for part in parts:
+        done[part] = globals()[f"part_{part}"](args, settings)
+        print()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(done, indent=2, default=str) + "\n")
     print(f"figures written to {args.out}")
     return 0
 
