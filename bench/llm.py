@@ -121,7 +121,7 @@ def direct(eng, messages: list[dict[str, str]], max_tokens: int) -> tuple[float,
 
 def part_stack(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
     """Our stack against llama.cpp straight, cold and warm (see the module docstring)."""
-    prompt = load_prompt(settings.prompts_dir, "explain-risk")
+    prompt = load_prompt(settings.prompts_dir, "explain-risk", 1)  # free text: token by token
     name, path = model_file(settings)
     t = time.perf_counter()
     eng = engine(EngineSpec.of(settings, path))
