@@ -1,10 +1,11 @@
 """Facts + note evidence → prompt → model → guards → Explanation.
 
 The model sees the top contributions as lines `[F1] <label> = <value>; raises the risk (...)` and the
-note chunks as `[N1] (<category>, <time>) <text>`, each note's text fenced by a delimiter keyed by
+note chunks as `[N1] (<category>, <time>) <text>` (a `compact` prompt, v3: `; raises` alone, no
+chart time, sentences already shown left out), each note's text fenced by a delimiter keyed by
 a secret drawn per process (text inside it is data, never instructions, and a note cannot close
 the fence it cannot guess). Prompts of answer format `prose` (v1) are answered in prose with inline
-citations. Prompts of format `slots` (v2) are answered with references to the facts — `{F1}`,
+citations. Prompts of format `slots` (v2, v3) are answered with references to the facts — `{F1}`,
 `{F1.label}`, `{F1.value}`, `{F1.dir}`, `{risk}` — that `render_slots` fills in from the Facts and
 cites, so labels, values and directions are right by construction; on the local model a grammar
 (`safellm.llm.grammar`) allows nothing else. The answer becomes `{text, citations}`; the guard step
@@ -18,6 +19,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -153,6 +155,9 @@ class Gate(Protocol):
 
     def __call__(self, token: str) -> None: ...
 
+    def whole(self) -> None:
+        """What came so far ends a sentence: check it and pass it on now."""
+
     def finish(self) -> None: ...
 
 
@@ -211,9 +216,12 @@ def _effect(c: Contribution, task: str, space: str) -> str:
     return f"{c.direction} {what} ({c.shap:+.2f} {scale})"
 
 
-def fact_lines(facts: Facts) -> str:
+def fact_lines(facts: Facts, compact: bool = False) -> str:
+    """One line per fact; `compact`: its direction only, not its effect's size (the rank says
+    that)."""
     return "\n".join(
-        f"[{c.id}] {c.label} = {c.shown}; {_effect(c, facts.task, facts.prediction.space)}"
+        f"[{c.id}] {c.label} = {c.shown}; "
+        + (c.direction if compact else _effect(c, facts.task, facts.prediction.space))
         for c in facts.contributions
     )
 
@@ -230,19 +238,35 @@ def note_fence(notes: list[NoteEvidence]) -> str:
     return hmac.new(_FENCE_KEY, blob, hashlib.sha256).hexdigest()[:8]
 
 
-def note_lines(notes: list[NoteEvidence], fence: str | None = None) -> str:
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def note_lines(notes: list[NoteEvidence], fence: str | None = None, compact: bool = False) -> str:
     """The note chunks as the model sees them; `fence` (a random tag) wraps each chunk's text in
-    `<<note TAG>> ... <<end TAG>>`, so that text is marked as data the model must not obey."""
+    `<<note TAG>> ... <<end TAG>>`, so that text is marked as data the model must not obey.
+    `compact`: no chart times, and a sentence shown in an earlier chunk is left out of a later
+    one (notes copied forward repeat whole templates); what is shown of a chunk is still its
+    own text, so whatever the model says of it holds for the whole chunk."""
     if not notes:
         return "(no notes charted before the prediction time)"
+    seen: set[str] = set()
 
     def body(n: NoteEvidence) -> str:
         text = " ".join(n.text.split())
+        if compact:
+            kept = []
+            for sentence in _SENTENCE.split(text):
+                key = sentence.casefold()
+                if key not in seen:
+                    kept.append(sentence)
+                seen.add(key)
+            text = " ".join(kept) if kept else "(repeats the notes above)"
         return f"<<note {fence}>> {text} <<end {fence}>>" if fence else text
 
-    return "\n".join(
-        f"[{n.id}] ({n.category}, {n.chart_time or 'undated'}) {body(n)}" for n in notes
-    )
+    def head(n: NoteEvidence) -> str:
+        return f"({n.category})" if compact else f"({n.category}, {n.chart_time or 'undated'})"
+
+    return "\n".join(f"[{n.id}] {head(n)} {body(n)}" for n in notes)
 
 
 def risk_statement(facts: Facts) -> str:
@@ -257,12 +281,13 @@ def prompt_variables(
     question: str,
     history: list[tuple[str, str]] | None = None,
     fence: str | None = None,
+    compact: bool = False,
 ) -> dict[str, str]:
     v = {
         "task_label": task_spec(facts.task).label,
         "risk_statement": risk_statement(facts),
-        "facts": fact_lines(facts),
-        "notes": note_lines(facts.notes, fence),
+        "facts": fact_lines(facts, compact),
+        "notes": note_lines(facts.notes, fence, compact),
         "question": question,
     }
     if history is not None:
@@ -333,10 +358,13 @@ def render_slots(text: str, facts: Facts) -> str:
 class SlotSink:
     """A token sink that renders a streamed slot-based answer sentence by sentence (a sentence
     is passed on once its end mark and the space after it have come) — what it passes on adds
-    up to `render_slots` of the whole answer."""
+    up to `render_slots` of the whole answer. `whole` is called after each sentence passed on
+    (a gate's `Gate.whole`: the sentence is checked and shown without waiting for the next)."""
 
-    def __init__(self, facts: Facts, sink: TokenSink) -> None:
-        self.facts, self.sink = facts, sink
+    def __init__(
+        self, facts: Facts, sink: TokenSink, whole: Callable[[], None] | None = None
+    ) -> None:
+        self.facts, self.sink, self.whole = facts, sink, whole
         self.buffer = ""
 
     def __call__(self, token: str) -> None:
@@ -344,6 +372,8 @@ class SlotSink:
         while (m := re.search(r"[.!?]\s+(?=\S)", self.buffer)) is not None:
             piece, self.buffer = self.buffer[: m.end()], self.buffer[m.end() :]
             self.sink(render_sentence(piece, self.facts))
+            if self.whole is not None:
+                self.whole()
 
     def finish(self) -> None:
         if self.buffer:
@@ -416,7 +446,9 @@ def build_request(
     q = (question or "").strip() or DEFAULT_QUESTION
     uses_history = "history" in prompt.spec.variables
     fence = note_fence(facts.notes) if prompt.spec.fence_notes else None
-    variables = prompt_variables(facts, q, (history or []) if uses_history else None, fence)
+    variables = prompt_variables(
+        facts, q, (history or []) if uses_history else None, fence, prompt.spec.compact
+    )
     request = prompt.request(**variables)
     if prompt.spec.answer == "slots" and facts.contributions:
         ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
@@ -484,7 +516,11 @@ def explain(
         request = request.model_copy(update={"max_tokens": max_tokens})
     gate = guard.gate(facts, on_token) if on_token is not None else None
     sink = gate or on_token
-    slot_sink = SlotSink(facts, sink) if slots and sink is not None else None
+    slot_sink = (
+        SlotSink(facts, sink, gate.whole if gate is not None else None)
+        if slots and sink is not None
+        else None
+    )
     try:
         first = model.chat(request, on_token=slot_sink or sink)
     except LLMError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from safellm.config import Settings
 from safellm.explain.facts import Facts
-from safellm.llm.fake import FakeChatModel
+from safellm.llm.fake import FakeChatModel, grounded_answer
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import (
     GuardReport,
@@ -52,6 +52,35 @@ def test_the_prompt_carries_every_fact_and_note() -> None:
     assert "[N1] (Nursing, 2150-01-01 08:00) Poor urine output overnight." in user
     assert "Predicted risk: 42.0% (band: high)." in user and "Why so high?" in user
     assert fact_lines(_facts()).count("\n") == 1
+
+
+def test_a_compact_prompt_leaves_out_effect_sizes_times_and_repeated_sentences() -> None:
+    """explain-risk v3: the same facts and directions, the same note ids and fences; no SHAP
+    values or chart times; a sentence shown in an earlier chunk is left out of a later one, and
+    what is shown of a chunk is its own text, so a claim about it holds for the whole chunk."""
+    base = _facts()
+    n1 = base.notes[0].model_copy(update={"text": "Lives alone. Poor urine output overnight."})
+    n2 = n1.model_copy(
+        update={"id": "N2", "text": "Poor urine output overnight.  Lives alone. Febrile."}
+    )
+    n3 = n1.model_copy(update={"id": "N3", "text": "Lives alone."})
+    facts = base.model_copy(update={"notes": [n1, n2, n3]})
+    fake = FakeChatModel()
+    v3 = load_prompt(Settings().prompts_dir, "explain-risk", 3)
+    explain(facts, fake, v3)
+    explain(facts, fake, load_prompt(Settings().prompts_dir, "explain-risk", 2))
+    compact, full = (r.messages[-1].content for r in fake.requests)
+    assert "[F1] Creatinine (last) = 2.4 mg/dL; raises\n[F2] Age = 44 years; lowers\n" in compact
+    assert "log-odds" not in compact and "2150-01-01" not in compact
+    lines = {ln[:4]: ln for ln in compact.splitlines() if ln.startswith("[N")}
+    assert "Lives alone. Poor urine output overnight." in lines["[N1]"]
+    assert "Febrile." in lines["[N2]"] and "Lives alone" not in lines["[N2]"]
+    assert "(repeats the notes above)" in lines["[N3]"] and "<<end " in lines["[N3]"]
+    assert all(f"[{c.id}]" in full for c in facts.contributions)
+    assert len(compact) < len(full) - 100
+    # the fake model (a reader of fact lines) answers the same from either form
+    answers = [grounded_answer(r) for r in fake.requests]
+    assert answers[0] == answers[1] and "{F2} {F2.dir}" in answers[0]
 
 
 def test_explanation_shape_and_determinism() -> None:

@@ -114,3 +114,30 @@ def test_grammar_names_only_the_given_ids_and_requires_the_top_three() -> None:
     assert "s1" not in one and "ncite" not in one
     with pytest.raises(ValueError):
         answer_grammar([], [])
+
+
+def test_a_guarded_slot_sentence_is_shown_as_soon_as_it_is_whole(facts: Facts) -> None:
+    """The first sentence is checked and shown when the model starts the second, not when the
+    second one ends (a clinician reads it while the rest is written)."""
+    from safellm.guard.guard import ClinicalGuard
+
+    shown: list[str] = []
+    seen_at: list[tuple[str, str]] = []  # (token, text shown when it came)
+
+    class Recording(FakeChatModel):
+        def chat(self, request, on_token=None):  # type: ignore[no-untyped-def]
+            def tap(tok: str) -> None:
+                seen_at.append((tok, "".join(shown)))
+                if on_token is not None:
+                    on_token(tok)
+
+            return super().chat(request, tap)
+
+    raw = "{F1} {F1.dir} the risk the most. {F2} {F2.dir} the risk. {F3} {F3.dir} it."
+    exp = explain(facts, Recording(script=[raw]), V2, guard=ClinicalGuard(), on_token=shown.append)
+    assert exp.guard.outcome == "passed"
+    f1 = facts.contributions[0]
+    second = next(i for i, (tok, _) in enumerate(seen_at) if tok.startswith("{F2}"))
+    # the first token of sentence 2 has come: sentence 1 is on screen before its next token
+    assert f1.label in seen_at[second + 1][1] and "[F1]." in seen_at[second + 1][1]
+    assert facts.contributions[1].label not in seen_at[second + 1][1]

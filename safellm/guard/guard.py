@@ -86,6 +86,18 @@ class SentenceGate:
             self.emitted += piece
             self.buffer = self.buffer[m.end() :]
 
+    def whole(self) -> None:
+        """What came so far ends with a whole sentence (its sender knows: a rendered slot-based
+        sentence), so it is checked and passed on now, not when the next sentence begins."""
+        if self.closed or not self.buffer.strip():
+            return
+        if not self._pass(self.buffer):
+            self.closed = True
+            return
+        self.sink(self.buffer)
+        self.emitted += self.buffer
+        self.buffer = ""
+
     def finish(self) -> None:
         if not self.closed and self.buffer.strip() and self._pass(self.buffer):
             self.sink(self.buffer)

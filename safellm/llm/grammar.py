@@ -1,6 +1,6 @@
 """The grammar of a slot-based answer, for constrained decoding (llama.cpp GBNF).
 
-A slot-based answer (prompts `explain-risk` v2 and `chat` v2) never writes a fact's label, value
+A slot-based answer (prompts `explain-risk` and `chat`, v2 and v3) never writes a fact's label, value
 or direction itself: it writes references, which `safellm.rationale.render_slots` fills in from
 the Facts:
 

@@ -45,6 +45,12 @@ class PromptSpec(BaseModel, extra="forbid"):
     fence_notes: bool = Field(
         default=False, description="Wrap each note's text in a delimiter drawn per request."
     )
+    compact: bool = Field(
+        default=False,
+        description="Fewer prompt tokens per patient: a fact line gives its label, value and "
+        "direction only (not its SHAP value), a note its category only (not its chart time), and a "
+        "sentence already shown in an earlier note is left out of a later one.",
+    )
     variables: list[str]
     params: PromptParams = Field(default_factory=PromptParams)
     system: str = Field(min_length=1)
