@@ -3,6 +3,7 @@ found, persisted states read back by a new cache, torn or foreign files never tr
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from safellm.llm.kvstate import StateCache, common_prefix, read_state, write_state
@@ -57,3 +58,29 @@ def test_torn_and_foreign_files_are_ignored(tmp_path: Path) -> None:
     assert set(cache.disk) == {(4,)}
     assert cache.get((4,)) is None and not (tmp_path / "c.kv").exists()  # dropped
     assert read_state(tmp_path / "b.kv") is None
+
+
+def test_prompt_pieces_start_at_paragraphs_and_depend_only_on_what_precedes() -> None:
+    """`LlamaEngine._piece_starts` without a model: a detokenizer where token 0 is a blank line.
+    Two prompts that share a beginning share its pieces; the question's paragraph starts a
+    piece; no piece is longer than `CHUNK`; the last token is a piece of its own."""
+    from safellm.llm.local import CHUNK, LlamaEngine
+
+    class Vocab:
+        def detokenize(self, toks: list[int]) -> bytes:
+            return b".\n\n" if toks == [0] else b" w%d" % toks[0]
+
+    eng = LlamaEngine.__new__(LlamaEngine)
+    eng.llm, eng._breaks = Vocab(), {}
+    fixed = 5
+    patient = [*range(1, 6), *range(10, 10 + 300), 0, *range(20, 40), 0]
+    a = [*patient, 7, 8, 9, 11, 12]  # one question
+    b = [*patient, 13, 14, 15]  # another
+    sa, sb = eng._piece_starts(a, fixed), eng._piece_starts(b, fixed)
+    shared = len(patient)
+    assert [s for s in sa if s <= shared] == [s for s in sb if s <= shared]
+    assert shared in sa and shared in sb  # the question begins a piece
+    assert shared - 21 in sa  # so does each paragraph
+    assert sa[:2] == [0, fixed] and sa[-1] == len(a) - 1 and sb[-1] == len(b) - 1
+    assert all(y - x <= CHUNK for x, y in itertools.pairwise(sa[1:]))
+    assert max(y - x for x, y in itertools.pairwise(sa[1:])) == CHUNK
