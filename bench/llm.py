@@ -319,7 +319,7 @@ def part_speed(args: argparse.Namespace, settings: Settings) -> dict[str, object
     }
 
 
-def ask(service: Any, facts: Facts, question: str) -> dict[str, float]:
+def ask(service: Any, facts: Facts, question: str, prompt: str) -> dict[str, float]:
     """One guarded answer through the service: seconds to the first guard-passed sentence and to
     the whole answer, and its outcome."""
     from safellm.services.explanation import Ask, Caller
@@ -334,7 +334,7 @@ def ask(service: Any, facts: Facts, question: str) -> dict[str, float]:
     exp = service.explain_facts(
         facts,
         caller=Caller("bench", "bench"),
-        ask=Ask(question, model="local"),
+        ask=Ask(question, model="local", prompt=prompt),
         on_token=token,
         fallback=True,
     )
@@ -372,16 +372,18 @@ def part_prefetch(args: argparse.Namespace, settings: Settings) -> dict[str, obj
     for facts in patients:
         eng = engine(model.spec)
         eng.reset(states=True)  # no earlier patient's state: this one is prefetched or nothing
-        assert service.prefetch(facts, Ask(model="local"))  # as the chat does on a pick
+        assert service.prefetch(facts, Ask(model="local", prompt=args.prompt))  # a chat pick
         t_pick = time.perf_counter()
         time.sleep(max(0.0, args.think_s - (time.perf_counter() - t_pick)))  # reading the chart
-        row = {"hadm_id": facts.hadm_id, **ask(service, facts, QUESTION)}
+        row = {"hadm_id": facts.hadm_id, **ask(service, facts, QUESTION, args.prompt)}
+        row["prompt_tokens"] = eng.last_stats.get("prompt_tokens", -1)
         row["prefetch_s"] = eng.prefetch_stats.get("prefill_s", float("nan"))
         row["state_mib"] = eng.prefetch_stats.get("state_bytes", 0) / 2**20
         row["evaluated_after_question"] = eng.last_stats.get("evaluated_tokens", -1)
         rows.append(row)
         print(
-            f"  hadm {facts.hadm_id}: prefetch {row['prefetch_s']:.1f} s (state "
+            f"  hadm {facts.hadm_id}: {row['prompt_tokens']} prompt tokens; prefetch "
+            f"{row['prefetch_s']:.1f} s (state "
             f"{row['state_mib']:.1f} MiB); asked: first guarded sentence "
             f"{row['first_sentence_s']:.2f} s, whole answer {row['total_s']:.2f} s",
             flush=True,
@@ -409,7 +411,10 @@ def part_cold(args: argparse.Namespace, settings: Settings) -> dict[str, object]
     for i in range(args.patients):
         t = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, __file__, "--cold-child", str(i), "--patients", str(args.patients)],
+            [
+                *(sys.executable, __file__, "--cold-child", str(i)),
+                *("--patients", str(args.patients), "--prompt", args.prompt),
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -419,7 +424,7 @@ def part_cold(args: argparse.Namespace, settings: Settings) -> dict[str, object]
         rows.append(row)
         print(
             f"  hadm {row['hadm_id']}: start-up {row['startup_s']:.1f} s, prefix restored "
-            f"{row['restored_tokens']} tokens; first guarded sentence {row['first_sentence_s']:.2f}"
+            f"{row['restored_tokens']} of {row['prompt_tokens']} tokens; first guarded sentence {row['first_sentence_s']:.2f}"
             f" s, whole answer {row['total_s']:.2f} s",
             flush=True,
         )
@@ -441,8 +446,10 @@ def cold_child(args: argparse.Namespace, settings: Settings) -> int:
     warm_up(service, facts)
     eng = engine(model.spec)
     startup = time.perf_counter() - t
-    row = {"hadm_id": facts.hadm_id, "startup_s": startup, **ask(service, facts, QUESTION)}
+    row = {"hadm_id": facts.hadm_id, "startup_s": startup}
+    row |= ask(service, facts, QUESTION, args.prompt)
     row["restored_tokens"] = eng.last_stats.get("restored_tokens", 0)
+    row["prompt_tokens"] = eng.last_stats.get("prompt_tokens", -1)
     print(json.dumps(row))
     return 0
 
@@ -459,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         "--check-grammar-sampler",
         action="store_true",
         help="speed: also compare with llama.cpp's own grammar sampler (slow)",
+    )
+    ap.add_argument(
+        "--prompt",
+        default="explain-risk",
+        help="prefetch, cold: the prompt (NAME or NAME:VERSION; default the highest version)",
     )
     ap.add_argument("--cold-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / ".safellm" / "bench" / "llm_bench.json")

@@ -29,7 +29,7 @@ def test_demo_runs_the_whole_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert "F1" in res.output and ("raises" in res.output or "lowers" in res.output)
     # then the packaged local model's rationale, streamed, with its citations and versions
     assert "Rationale:" in res.output and "llm local:qwen2.5-coder-1.5b" in res.output
-    assert "prompt explain-risk@v2" in res.output
+    assert "prompt explain-risk@v3" in res.output
     assert "http://127.0.0.1:8000/chat" in res.output
 
 

@@ -154,11 +154,11 @@ def test_installed_wheel_runs_with_its_own_data(tmp_path: Path) -> None:
 
     assert "Rationale:" in out and "[F1]" in out, out
     assert re.search(r"guard: (passed|passed after \d re-ask|fallback)", out), out
-    assert "policy clinical@v1" in out and "prompt explain-risk@v2" in out, out
+    assert "policy clinical@v1" in out and "prompt explain-risk@v3" in out, out
     opened = json.loads(log.read_text())
     data = (site / "safellm" / "_data").resolve()
     yaml = {Path(p).resolve() for p in opened if p.endswith(".yaml")}
-    assert data / "prompts" / "explain-risk.v2.yaml" in yaml, sorted(yaml)
+    assert data / "prompts" / "explain-risk.v3.yaml" in yaml, sorted(yaml)
     assert data / "guardrails" / "clinical.yaml" in yaml, sorted(yaml)
     assert data / "guardrails" / "injections.yaml" in yaml, sorted(yaml)
     assert data / "guardrails" / "concepts.yaml" in yaml, sorted(yaml)

@@ -75,7 +75,7 @@ def test_gate_suite_passes_on_the_fake_model(home: Path, tmp_path: Path) -> None
     assert run["metrics"]["guarded"]["refusal_correctness"] == 1.0
     assert run["metrics"]["guarded"]["false_refusal"] == 0.0
     assert run["metrics"]["guarded"]["injection_success"] == 0.0
-    assert run["followup_prompt"] == "chat@v2" and not run["notes"]  # the highest versions
+    assert run["followup_prompt"] == "chat@v3" and not run["notes"]  # the highest versions
     assert "## injection_success by style" in (out / "report.md").read_text()
     # the raw fake model answers every out-of-scope question: the guard is what refuses
     assert run["metrics"]["raw"]["refusal_correctness"] < 1.0
