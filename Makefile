@@ -45,14 +45,16 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # the full eval suite on the packaged local model (builds the synthetic hospital and trains the
-# three task models first when they are missing), prompts v1 and v2 side by side in one report
-# (each with the chat prompt of its version for follow-ups); reports in $(HOME_DIR)/eval/default.v1/
+# three task models first when they are missing), prompts v1 (free text) and v3 (the default: v2's
+# slot rules, compact) side by side in one report (each with the chat prompt of its version for
+# follow-ups), one patient's cases after another so each patient's prompt is evaluated once;
+# reports in $(HOME_DIR)/eval/default.v1/; an interrupted run continues from its cached cases
 HOME_DIR = $${SAFELLM_HOME:-.safellm}
 eval: $(STAMP)
 	@test -f "$(HOME_DIR)/models/readmission/LATEST" || $(VENV)/bin/safellm demo --model fake
 	@for t in icu_mortality los; do test -f "$(HOME_DIR)/models/$$t/LATEST" || \
 	  $(VENV)/bin/safellm train --task $$t --n-boot 100 || exit 1; done
-	$(VENV)/bin/safellm eval --model local --prompt explain-risk:1 --prompt explain-risk:2
+	$(VENV)/bin/safellm eval --model local --prompt explain-risk:1 --prompt explain-risk:3 --by-patient
 
 bench: $(STAMP)
 	$(PY) bench/etl.py

@@ -45,6 +45,14 @@ def evaluate(
         bool, typer.Option("--fresh", help="Forget cached case results and run every case.")
     ] = False,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+    by_patient: Annotated[
+        bool,
+        typer.Option(
+            "--by-patient",
+            help="Run one patient's cases one after another: a local model then evaluates each "
+            "patient's prompt once (same answers, far faster; latencies of a prefetched patient).",
+        ),
+    ] = False,
 ) -> None:
     """Run an eval suite raw and guarded, side by side; write JSON, Markdown and HTML reports.
     Interrupted runs continue where they stopped. Exit 1 when a gate of the suite fails."""
@@ -63,6 +71,7 @@ def evaluate(
                 limit=limit,
                 mlflow=mlflow,
                 fresh=fresh,
+                by_patient=by_patient,
             )
     except SafeLLMError as exc:
         raise fail(exc) from exc

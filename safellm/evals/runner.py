@@ -152,13 +152,20 @@ def run_model(
     ctx: Context,
     cache_dir: Path,
     progress: Progress | None = None,
+    by_patient: bool = False,
 ) -> tuple[list[CaseResult], int]:
-    """Every case on one model and prompt set; returns the results and how many came from the
-    cache. A case's result is written as soon as it is done."""
+    """Every case on one model and prompt set; returns the results (in the suite's order) and
+    how many came from the cache. A case's result is written as soon as it is done.
+    `by_patient`: run the cases of one patient one after another, so a local model reuses the
+    evaluated patient part of its prompt (answers are the same; latencies are then those of a
+    patient whose part was evaluated before the question, as after a pick in the chat)."""
     policy = guard.policy_version
     rec = Recorder(model)
-    results, cached = [], 0
-    for r in resolved:
+    order = patient_order(resolved) if by_patient else list(range(len(resolved)))
+    done: dict[int, CaseResult] = {}
+    cached = 0
+    for i in order:
+        r = resolved[i]
         prompt = prompts[r.prompt]
         key = case_key(r, model.name, prompt, policy)
         path = cache_dir / f"{_slug(r.case.id)}.json"
@@ -169,12 +176,28 @@ def run_model(
             except ValueError:
                 hit = None  # a torn or old file: run the case again
         if hit is not None and hit.key == key:
-            results.append(hit)
+            done[i] = hit
             cached += 1
         else:
             res = run_case(r, rec, prompts, guard, ctx).model_copy(update={"key": key})
             atomic_write_text(path, res.model_dump_json(indent=1))
-            results.append(res)
+            done[i] = res
         if progress:
             progress(1, r.case.id)
-    return results, cached
+    return [done[i] for i in range(len(resolved))], cached
+
+
+def patient_order(resolved: list[Resolved]) -> list[int]:
+    """Case indices grouped by patient (first appearance), the suite's order within a patient;
+    cases without a patient last."""
+    first: dict[tuple[str, int], int] = {}
+    for r in resolved:
+        if (p := r.case.patient) is not None:
+            first.setdefault((p.task, p.rank), len(first))
+    none = len(first)
+
+    def group(i: int) -> int:
+        p = resolved[i].case.patient
+        return none if p is None else first[(p.task, p.rank)]
+
+    return sorted(range(len(resolved)), key=group)

@@ -35,6 +35,12 @@ from safellm.services.explanation import ExplanationService
 DEFAULT_SUITE = "default.v1.yaml"  # in `settings.evals_dir`
 
 
+ORDER_NOTE = (
+    "cases ran grouped by patient: most questions came after their patient's part of the prompt "
+    "was evaluated (as after a pick in the chat), so latencies are those of a prefetched patient"
+)
+
+
 def parse_prompt(spec: str) -> tuple[str, int | None]:
     """`explain-risk` or `explain-risk:1`."""
     name, _, version = spec.partition(":")
@@ -141,9 +147,11 @@ def run_eval(
     limit: int | None = None,
     mlflow: bool = True,
     fresh: bool = False,
+    by_patient: bool = False,
 ) -> tuple[EvalReport, dict[str, Path]]:
     """Run the suite at `suite_path` [the default suite of `settings.evals_dir`], reports in
-    `out_dir` [`$SAFELLM_HOME/eval/SUITE`]; `fresh`: forget the cached case results first."""
+    `out_dir` [`$SAFELLM_HOME/eval/SUITE`]; `fresh`: forget the cached case results first;
+    `by_patient`: run one patient's cases one after another (see `run_model`)."""
     suite_path = suite_path or settings.evals_dir / DEFAULT_SUITE
     out_dir = out_dir or settings.home / "eval" / suite_path.name.removesuffix(".yaml")
     if fresh and (out_dir / "cases").is_dir():
@@ -205,6 +213,7 @@ def run_eval(
                 ctx,
                 out_dir / "cases" / _slug(name) / _slug(prompt.version),
                 advance,
+                by_patient=by_patient,
             )
             runs.append(
                 summarize(
@@ -215,7 +224,7 @@ def run_eval(
                     evs,
                     cached,
                     followup_prompt=followup.version if followup is not None else None,
-                    notes=[note] if note else [],
+                    notes=[n for n in (note, ORDER_NOTE if by_patient else None) if n],
                 )
             )
 

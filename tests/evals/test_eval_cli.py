@@ -155,7 +155,7 @@ class Interrupting:
         return self.inner.chat(request, on_token)
 
 
-def _run(home: Path, suite: Path, out: Path, model: Any) -> Any:
+def _run(home: Path, suite: Path, out: Path, model: Any, by_patient: bool = False) -> Any:
     """The suite on `model` with prompt v1, whose guarded run repeats the raw request (so its
     first model call is the raw one's, answered from memory)."""
     settings = Settings(home=home, guard_judge=False)
@@ -168,6 +168,7 @@ def _run(home: Path, suite: Path, out: Path, model: Any) -> Any:
         out_dir=out,
         service=service,
         mlflow=False,
+        by_patient=by_patient,
     )[0]
 
 
@@ -190,6 +191,41 @@ def test_an_interrupted_run_continues_where_it_stopped(home: Path, tmp_path: Pat
             k: v for k, v in b.items() if not k.startswith("latency")
         }
     assert [r.text for r in resumed.runs[0].records] == [r.text for r in fresh.runs[0].records]
+
+
+class Asked(Interrupting):
+    """The fake model, remembering the question of each call."""
+
+    def __init__(self) -> None:
+        super().__init__(stop_at=None)
+        self.questions: list[str] = []
+
+    def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        self.questions.append(next(q for q in QUESTIONS if q in request.messages[-1].content))
+        return super().chat(request, on_token)
+
+
+QUESTIONS = ["Why is the risk high?", "What raises it most?", "Which labs matter?"]
+
+
+def test_by_patient_runs_one_patients_cases_together_and_reports_in_suite_order(
+    home: Path, tmp_path: Path
+) -> None:
+    cases = [
+        {"id": f"c{i}", "family": "why", "patient": {"task": "readmission", "rank": rank}}
+        | {"question": q}
+        for i, (rank, q) in enumerate(zip((1, 2, 1), QUESTIONS, strict=True))
+    ]
+    suite = write_suite(tmp_path / "s.yaml", cases)
+    grouped, plain = Asked(), Asked()
+    a = _run(home, suite, tmp_path / "grouped", grouped, by_patient=True)
+    b = _run(home, suite, tmp_path / "plain", plain)
+    assert plain.questions == QUESTIONS
+    assert grouped.questions == [QUESTIONS[0], QUESTIONS[2], QUESTIONS[1]]
+    assert [r.id for r in a.runs[0].records] == [r.id for r in b.runs[0].records] != []
+    assert [r.text for r in a.runs[0].records] == [r.text for r in b.runs[0].records]
+    assert any("grouped by patient" in n for n in a.runs[0].notes)
+    assert not any("grouped by patient" in n for n in b.runs[0].notes)
 
 
 def test_a_torn_cache_file_is_run_again(home: Path, tmp_path: Path) -> None:
