@@ -9,7 +9,7 @@ and its answer grammar (safellm/llm/grammar.py) are decoded three ways, greedily
 - free:    llama-cpp-python without a grammar (the cost of decoding alone);
 - sampler: llama-cpp-python with the grammar in its sampler chain (llama.cpp scans the whole
            vocabulary through the grammar at every token);
-- ours:    `LlamaEngine.constrained` (the argmax token is checked alone; the whole vocabulary only
+- ours:    `LlamaEngine.greedy` with the grammar (the argmax token is checked alone; the whole vocabulary only
            when the grammar rejects it).
 Prints ms per token of each, the grammar's share of our decode time (target <= 5 %), the full scans
 ours needed, and whether ours and the sampler produced the same text (they must).
@@ -51,7 +51,7 @@ def main() -> None:
             for m in prompt.request(**prompt_variables(facts, "Why?", None, "abcd1234")).messages
         ]
         grammar = answer_grammar([c.id for c in facts.contributions], [n.id for n in facts.notes])
-        eng.constrained(msgs, grammar, 1).__next__()  # warm: the prompt is cached for all three
+        eng.greedy(msgs, 1, grammar).__next__()  # warm: the prompt is cached for all three
 
         def timed(msgs: list[dict[str, str]] = msgs, **kw: object) -> tuple[str, float, int]:
             eng._prefill(msgs)  # the same cached state before each run
@@ -70,7 +70,7 @@ def main() -> None:
         ref, dt, n = timed(grammar=LlamaGrammar.from_string(grammar, verbose=False))
         rows["sampler"].append(1000 * dt / max(n, 1))
         t0 = time.perf_counter()
-        text = "".join(p for p, _ in eng.constrained(msgs, grammar, args.max_tokens))
+        text = "".join(p for p, _ in eng.greedy(msgs, args.max_tokens, grammar))
         dt = time.perf_counter() - t0
         st = eng.last_stats
         rows["ours"].append(1000 * dt / max(st["tokens"], 1))

@@ -30,6 +30,7 @@ from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
 from safellm.llm.grammar import answer_grammar, answer_schema
 from safellm.llm.prompts import Prompt
 from safellm.tasks import task_spec
+from safellm.text import sentences
 
 DEFAULT_QUESTION = "Why is this patient at this risk?"
 WITHDRAWN = "the model's answer failed the guard; the checked answer follows"
@@ -238,9 +239,6 @@ def note_fence(notes: list[NoteEvidence]) -> str:
     return hmac.new(_FENCE_KEY, blob, hashlib.sha256).hexdigest()[:8]
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-
-
 def note_lines(notes: list[NoteEvidence], fence: str | None = None, compact: bool = False) -> str:
     """The note chunks as the model sees them; `fence` (a random tag) wraps each chunk's text in
     `<<note TAG>> ... <<end TAG>>`, so that text is marked as data the model must not obey.
@@ -255,7 +253,7 @@ def note_lines(notes: list[NoteEvidence], fence: str | None = None, compact: boo
         text = " ".join(n.text.split())
         if compact:
             kept = []
-            for sentence in _SENTENCE.split(text):
+            for sentence in sentences(text):
                 key = sentence.casefold()
                 if key not in seen:
                     kept.append(sentence)

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from safellm.errors import ArtifactError
+from safellm.text import sentences
 
 NOTES_FILE = "notes.parquet"
 
@@ -58,8 +59,6 @@ def before(notes: pd.DataFrame, prediction_time: datetime) -> pd.DataFrame:
     keep = [when is not None and when < t for when in (charted_at(r) for _, r in notes.iterrows())]
     return notes[keep]
 
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # MIMIC's de-identification markers ("[**2161-1-19**]", "[**First Name3 (LF) 7918**]") and times
 _DEID = re.compile(r"\[\*\*.*?\*\*\]")
@@ -132,7 +131,7 @@ def chunk_text(text: str, max_words: int = 60) -> list[str]:
     current: list[str] = []
     n = 0
     label = ""
-    for sentence in (s.strip() for s in _SENTENCE.split(text or "")):
+    for sentence in (s.strip() for s in sentences(text or "", lines=True)):
         if not sentence:
             continue
         if is_heading(sentence):

@@ -69,39 +69,33 @@ class SentenceGate:
         self.emitted = ""
         self.closed = False
 
-    def _pass(self, piece: str) -> bool:
+    def _show(self, piece: str) -> None:
+        """Pass `piece` on if the text shown so far with it passes the review; else stop."""
         r = self.guard.review(self.emitted + piece, self.facts, partial=True)
-        return not r.blocking and not r.fixed
+        if r.blocking or r.fixed:
+            self.closed = True
+            return
+        self.sink(piece)
+        self.emitted += piece
 
     def __call__(self, token: str) -> None:
         if self.closed:
             return
         self.buffer += token
-        while (m := SENTENCE_END.search(self.buffer)) is not None:
-            piece = self.buffer[: m.end()]
-            if not self._pass(piece):
-                self.closed = True
-                return
-            self.sink(piece)
-            self.emitted += piece
-            self.buffer = self.buffer[m.end() :]
+        while not self.closed and (m := SENTENCE_END.search(self.buffer)) is not None:
+            piece, self.buffer = self.buffer[: m.end()], self.buffer[m.end() :]
+            self._show(piece)
 
     def whole(self) -> None:
         """What came so far ends with a whole sentence (its sender knows: a rendered slot-based
         sentence), so it is checked and passed on now, not when the next sentence begins."""
-        if self.closed or not self.buffer.strip():
-            return
-        if not self._pass(self.buffer):
-            self.closed = True
-            return
-        self.sink(self.buffer)
-        self.emitted += self.buffer
-        self.buffer = ""
+        if not self.closed and self.buffer.strip():
+            piece, self.buffer = self.buffer, ""
+            self._show(piece)
 
     def finish(self) -> None:
-        if not self.closed and self.buffer.strip() and self._pass(self.buffer):
-            self.sink(self.buffer)
-            self.emitted += self.buffer
+        if not self.closed and self.buffer.strip():
+            self._show(self.buffer)
         self.buffer = ""
         self.closed = True
 

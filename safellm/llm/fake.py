@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from safellm.llm.base import ChatRequest, ChatResponse, TokenSink
+from safellm.text import sentences
 
 Responder = Callable[[ChatRequest], str]
 
@@ -71,7 +72,7 @@ def _quotable(notes: list[tuple[str, str]]) -> tuple[str, str] | None:
     """The first note sentence fit to quote verbatim: no de-identification marker or date, a
     few words, up to twelve."""
     for nid, text in notes:
-        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        for sentence in sentences(" ".join(text.split())):
             words = sentence.rstrip(".!?").split()
             quote = " ".join(words[:12]).rstrip(".,;:")
             if (

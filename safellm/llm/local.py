@@ -629,12 +629,6 @@ class LlamaEngine:
                     llama_cpp.llama_sampler_free(smpl)
                 self.last_stats = stats
 
-    def constrained(
-        self, messages: list[dict[str, str]], grammar: str, max_tokens: int
-    ) -> Iterator[tuple[str, str | None]]:
-        """Greedy decoding under a GBNF grammar (`greedy` with a grammar)."""
-        return self.greedy(messages, max_tokens, grammar)
-
     def grammar_accepts(self, grammar: str, text: str) -> bool:
         """Whether `grammar` allows `text` as a whole answer (checked token by token with
         llama.cpp's own grammar sampler and this model's vocabulary; no model call)."""
