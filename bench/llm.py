@@ -1,7 +1,7 @@
 """LLM benchmark on the packaged local model, in one process (the `cold` part also starts a
 fresh one).
 
-    .venv/bin/python bench/llm.py [--part stack|speed|prefetch|cold|all] [--patients 5]
+    .venv/bin/python bench/llm.py [--part stack|speed|prefetch|cold|ceiling|all] [--patients 5]
 
 - `stack`: one explanation through our stack (prompt → LiteLLM → custom provider → llama.cpp)
   against the same prompt sent straight to llama.cpp, on the same loaded model; cold (KV cache
@@ -17,6 +17,10 @@ fresh one).
   size per patient. Targets: first sentence <= 2 s, whole answer p50 <= 8 s.
 - `cold`: a fresh process (the prompt's fixed part restored from its state on disk, the patient
   not prefetched), one question per patient. Target: first sentence <= 5 s.
+- `ceiling`: what this machine allows whatever the stack: llama.cpp's own prefill rate (the real
+  prompt of the highest-risk patient evaluated from an empty KV cache in batches of 512 tokens)
+  and greedy decode rate, with 1 thread and with all of them; and, from those rates, how many
+  patient tokens the first two targets leave room for against how many the prompt has.
 Medians over patients; figures also written as JSON to --out.
 """
 
@@ -454,9 +458,91 @@ def cold_child(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def part_ceiling(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """llama.cpp's prefill and decode rates here, and the prompt size the targets allow."""
+    import os
+
+    from llama_cpp import Llama
+
+    from safellm.services.evaluation import parse_prompt
+
+    name, path = model_file(settings)
+    _, (facts, *_) = real_patients(settings, 1)
+    prompt = load_prompt(settings.prompts_dir, *parse_prompt(args.prompt))
+    eng = engine(EngineSpec.of(settings, path))
+    msgs = [m.model_dump() for m in build_request(facts, prompt).messages]
+    tokens = eng.tokens(msgs)
+    fixed = eng._fixed_length(msgs, tokens)
+    question = len(tokens) - eng._piece_starts(tokens, fixed)[-2]  # its paragraph, to the end
+    rows = []
+    for threads in sorted({1, os.cpu_count() or 1}):
+        llm = Llama(
+            model_path=str(path),
+            n_ctx=settings.local_n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=512,
+            verbose=False,
+        )
+        pre, dec = [], []
+        for _ in range(args.repeats):
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            t = time.perf_counter()
+            llm.eval(tokens)
+            pre.append(len(tokens) / (time.perf_counter() - t))
+            n, t = 0, time.perf_counter()
+            for _tok in llm.generate(tokens, temp=0.0, reset=False):
+                n += 1
+                if n == 32:
+                    break
+            dec.append((n - 1) / (time.perf_counter() - t))  # the first: the last prompt token
+        row = {
+            "threads": threads,
+            "prefill_tps": statistics.median(pre),
+            "decode_tps": statistics.median(dec),
+        }
+        rows.append(row)
+        print(
+            f"[ceiling] {name}, {threads} thread(s): prefill {row['prefill_tps']:.1f} tokens/s, "
+            f"decode {row['decode_tps']:.1f} tokens/s",
+            flush=True,
+        )
+        del llm
+    best = max(rows, key=lambda r: r["prefill_tps"])
+    pf, dc = best["prefill_tps"], best["decode_tps"]
+    patient = len(tokens) - fixed - question
+    sentence = 16  # tokens of a first slot sentence ("{F1} {F1.dir} the risk the most [F1].")
+    first_s = question / pf + sentence / dc
+    room_prefetch = pf * args.think_s
+    room_cold = max(0.0, pf * (5.0 - sentence / dc))
+    print(
+        f"prompt {prompt.version} for hadm {facts.hadm_id}: {len(tokens)} tokens = {fixed} fixed "
+        f"(restored from disk) + {patient} patient + {question} question\n"
+        f"patient part: {patient / pf:.1f} s to evaluate at {pf:.1f} tokens/s; a first sentence "
+        f"of {sentence} tokens: {sentence / dc:.1f} s at {dc:.1f} tokens/s\n"
+        f"picked {args.think_s:.0f} s before the question: room for {room_prefetch:.0f} patient "
+        f"tokens (has {patient}); then first sentence in {first_s:.2f} s (target <= 2)\n"
+        f"cold (<= 5 s to the first sentence): room for {room_cold:.0f} patient + question "
+        f"tokens (has {patient + question})",
+        flush=True,
+    )
+    return {
+        "rows": rows,
+        "prompt_tokens": len(tokens),
+        "fixed_tokens": fixed,
+        "patient_tokens": patient,
+        "question_tokens": question,
+        "room_prefetch_tokens": room_prefetch,
+        "room_cold_tokens": room_cold,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
-    ap.add_argument("--part", choices=["stack", "speed", "prefetch", "cold", "all"], default="all")
+    ap.add_argument(
+        "--part", choices=["stack", "speed", "prefetch", "cold", "ceiling", "all"], default="all"
+    )
     ap.add_argument("--patients", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="stack: calls per path and mode")
@@ -479,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.cold_child is not None:
         return cold_child(args, settings)
-    parts = ["stack", "speed", "prefetch", "cold"] if args.part == "all" else [args.part]
+    parts = ["stack", "speed", "prefetch", "cold", "ceiling"] if args.part == "all" else [args.part]
     done = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for part in parts:
         done[part] = globals()[f"part_{part}"](args, settings)
