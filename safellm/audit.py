@@ -4,6 +4,13 @@ Append-only (triggers refuse UPDATE and DELETE), so it survives restarts and can
 place. It holds ids, versions, the guard outcome, latency and hashes — never note text, questions
 or answers themselves (the hash of the answer proves what was shown, given the answer).
 
+Tamper-evident: each row carries an HMAC-SHA256 of its content and of the row before it (a hash
+chain), keyed by a secret the database does not hold (`SAFELLM_AUDIT_KEY`, else a key file made
+beside the database, mode 600). A row deleted, edited, inserted or moved breaks the chain, and
+a head file (the last row's id and hash) shows rows cut off the end; `AuditLog.verify` (`safellm
+audit verify`) finds each. Whoever holds the key could rewrite the chain: keep the key elsewhere
+for protection against the host's own administrators. The database, key and head are mode 600.
+
 A storage module: it knows records, not explanations. The explanation use case
 (`safellm.services.explanation`) turns each Explanation it serves, from any front end, into a record.
 """
@@ -12,15 +19,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import json
+import os
+import secrets
 import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from safellm.fsutil import atomic_open
+from safellm.errors import ConfigError
+from safellm.fsutil import atomic_open, atomic_write_text
+
+if TYPE_CHECKING:
+    from safellm.config import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -42,13 +57,20 @@ CREATE TABLE IF NOT EXISTS audit (
   violations TEXT NOT NULL,
   latency_ms REAL NOT NULL,
   answer_sha256 TEXT NOT NULL,
-  question_sha256 TEXT
+  question_sha256 TEXT,
+  request_id TEXT,
+  outcome TEXT,
+  prev_hash TEXT,
+  row_hash TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+# columns added since the first version (a trail made before gets them, empty, on opening)
+ADDED = {"request_id": "TEXT", "outcome": "TEXT", "prev_hash": "TEXT", "row_hash": "TEXT"}
+GENESIS = "0" * 64  # what the first chained row follows
 
 
 class AuditRecord(BaseModel):
@@ -71,6 +93,38 @@ class AuditRecord(BaseModel):
     latency_ms: float
     answer_sha256: str
     question_sha256: str | None
+    request_id: str | None = None
+    # "delivered" (an answer was given), "cancelled" (its client left) or "timed_out" (its
+    # deadline passed): the two last were given up and carry no answer hash
+    outcome: str | None = "delivered"
+    prev_hash: str | None = None  # the row before's row_hash (GENESIS for the first)
+    row_hash: str | None = None  # None: written before the trail was chained
+
+
+class AuditCheck(BaseModel):
+    """What `AuditLog.verify` found: rows in all, how many are chained (the rest were written
+    before chaining), and every break of the chain; intact when there is none."""
+
+    rows: int
+    chained: int
+    problems: list[str]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def _digest(key: bytes, rec: AuditRecord) -> str:
+    """The row's hash: HMAC-SHA256 over the hash it follows and its content (id included)."""
+    body = rec.model_dump(exclude={"row_hash"})
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, blob.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _private(path: Path) -> None:
+    """Readable and writable by the owner only."""
+    if path.exists():
+        os.chmod(path, 0o600)
 
 
 def now() -> str:
@@ -83,26 +137,76 @@ def sha256(text: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
+        """The trail at `path`; `key`: the chain's secret (default: the key file beside the
+        database, made on first use)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.head_path = self.path.with_name(self.path.name + ".head")
+        self.key_path = self.path.with_name(self.path.name + ".key")
+        self._key = key
         self._lock = threading.Lock()
         with self._connect() as con:
             con.executescript(SCHEMA)
+            have = {row[1] for row in con.execute("PRAGMA table_info(audit)")}
+            for col, kind in ADDED.items():
+                if col not in have:
+                    con.execute(f"ALTER TABLE audit ADD COLUMN {col} {kind}")
+        _private(self.path)
+
+    @classmethod
+    def of(cls, settings: Settings) -> AuditLog:
+        """The trail at `settings.audit_path`, chained with `settings.audit_key` (or the key
+        file)."""
+        key = settings.audit_key
+        return cls(settings.audit_path, key=key.get_secret_value().encode() if key else None)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
 
+    @property
+    def key(self) -> bytes:
+        """The chain's secret: the one given, else the key file's (made now, mode 600, when
+        there is none)."""
+        if self._key is None:
+            if not self.key_path.is_file():
+                try:
+                    fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:  # another process made it first
+                    pass
+                else:
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(secrets.token_hex(32) + "\n")
+            text = self.key_path.read_text(encoding="utf-8").strip()
+            if len(text) < 32:
+                raise ConfigError(f"the audit key file {self.key_path} is empty or truncated")
+            self._key = text.encode("utf-8")
+        return self._key
+
     def append(self, rec: AuditRecord) -> AuditRecord:
-        """Store `rec`; returns it with its id."""
-        rec = rec.model_copy()
-        row = rec.model_dump(exclude={"id"})
-        row["violations"] = json.dumps(row["violations"])
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
+        """Store `rec`, chained to the last row; returns it with its id and hashes."""
+        key = self.key
         with self._lock, self._connect() as con:
-            cur = con.execute(f"INSERT INTO audit ({cols}) VALUES ({marks})", list(row.values()))
-            rec.id = cur.lastrowid
+            con.execute("BEGIN IMMEDIATE")  # no other writer between reading the last row and ours
+            last = con.execute("SELECT row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            seq = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+            rec = rec.model_copy(
+                update={
+                    "id": (seq[0] if seq else 0) + 1,
+                    "prev_hash": last[0] if last and last[0] else GENESIS,
+                    "row_hash": None,
+                }
+            )
+            rec.row_hash = _digest(key, rec)
+            row = rec.model_dump()
+            row["violations"] = json.dumps(row["violations"])
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            con.execute(f"INSERT INTO audit ({cols}) VALUES ({marks})", list(row.values()))
+        # the head: a row at least this far on must exist unchanged (a lower bound when two
+        # processes append at once, so a stale head is never a false alarm)
+        atomic_write_text(self.head_path, json.dumps({"id": rec.id, "row_hash": rec.row_hash}))
+        _private(self.head_path)
         return rec
 
     def records(self, limit: int | None = None) -> list[AuditRecord]:
@@ -136,3 +240,52 @@ class AuditLog:
             else:
                 fh.writelines(r.model_dump_json() + "\n" for r in recs)
         return len(recs)
+
+    def verify(self) -> AuditCheck:
+        """Check the chain row by row, then the end of the trail (the head, the ids issued)."""
+        problems: list[str] = []
+        recs = self.records()
+        chained = [r for r in recs if r.row_hash is not None]
+        if chained and self._key is None and not self.key_path.is_file():
+            return AuditCheck(
+                rows=len(recs),
+                chained=len(chained),
+                problems=[f"the audit key is missing ({self.key_path}, or SAFELLM_AUDIT_KEY)"],
+            )
+        key = self.key if chained else b""
+        prev, prev_id = GENESIS, None
+        for r in recs:
+            if r.row_hash is None:
+                if prev_id is not None:
+                    problems.append(f"row {r.id}: unchained, after chained rows (not written here)")
+                continue
+            if r.prev_hash != prev:
+                after = f"row {prev_id}" if prev_id is not None else "the start of the chain"
+                problems.append(
+                    f"row {r.id}: does not follow {after} (a row between was deleted, or rows "
+                    "were moved or inserted)"
+                )
+            if not hmac.compare_digest(_digest(key, r), r.row_hash):
+                problems.append(f"row {r.id}: its content does not match its hash (edited)")
+            prev, prev_id = r.row_hash, r.id
+        by_id = {r.id: r.row_hash for r in chained}
+        if self.head_path.is_file():
+            try:
+                head = json.loads(self.head_path.read_text(encoding="utf-8"))
+                hid, hhash = int(head["id"]), str(head["row_hash"])
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"the head file {self.head_path} is unreadable")
+            else:
+                if by_id.get(hid) != hhash:
+                    problems.append(
+                        f"row {hid}, the last one written, is gone or changed (rows were cut "
+                        "off the end)"
+                    )
+        elif chained:
+            problems.append(f"the head file {self.head_path} is missing")
+        with self._connect() as con:
+            seq = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+        top = max((r.id or 0 for r in recs), default=0)
+        if seq and seq[0] > top:
+            problems.append(f"rows {top + 1}..{seq[0]} were written and are gone")
+        return AuditCheck(rows=len(recs), chained=len(chained), problems=problems)

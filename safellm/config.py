@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="Questions that may wait, first come first served, while the model answers "
         "another; beyond that a request is refused (HTTP 503 with Retry-After).",
     )
+    queue_per_key: int = Field(
+        default=4,
+        ge=0,
+        description="Places in the queue (waiting or being answered) one API key may hold; "
+        "beyond that its requests are refused (503) so other keys still get in. 0: no limit.",
+    )
     prefetch: bool = Field(
         default=True,
         description="When a patient is selected (chat) or predicted (API), prefill the model with "
@@ -128,6 +134,27 @@ class Settings(BaseSettings):
     )
     api_rate_per_minute: int = Field(default=60, ge=1, description="Requests per key per minute.")
     api_max_body_bytes: int = Field(default=16_384, ge=256, description="Largest request body.")
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are "
+        "trusted (comma-separated) [default: none, the client's own address counts].",
+    )
+    api_deadline_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="An explanation request's LLM work stops after this long (503 "
+        "deadline_exceeded); it also stops when its client leaves.",
+    )
+    api_shutdown_s: int = Field(
+        default=10, ge=1, le=600, description="At most this long to finish requests on shutdown."
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Secret of the audit trail's hash chain (at least 32 characters) [default: a "
+        "key file made beside the audit database]. Keep it off the host to guard against its "
+        "administrators.",
+        min_length=32,
+    )
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
@@ -136,7 +163,9 @@ class Settings(BaseSettings):
         description="Models a client may ask for by name (always the default model).",
     )
 
-    @field_validator("api_keys", "api_cors_origins", "api_models", mode="before")
+    @field_validator(
+        "api_keys", "api_cors_origins", "api_models", "api_trusted_proxies", mode="before"
+    )
     @classmethod
     def _comma_list(cls, v: object) -> object:
         if isinstance(v, str):

@@ -30,7 +30,7 @@ app.command("train")(train.train)
 app.command("demo")(explain.demo)
 app.command("explain")(explain.explain)
 app.command("serve")(serve.serve)
-app.command("audit")(serve.audit)
+app.add_typer(serve.audit_app, name="audit")
 app.command("eval")(eval_cmd.evaluate)
 app.command("monitor")(monitor.monitor)
 
