@@ -10,27 +10,35 @@ with 200. A prediction starts a prefetch of that patient's prompt, in the backgr
 Logs carry request ids, key ids, routes, statuses and latencies: no note text, question or name.
 """
 
+import asyncio
 import json
 import logging
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.security import KeyRing, RateLimiter
+from app.security import KeyRing, LoginThrottle, RateLimiter
 from safellm.audit import AuditLog
+from safellm.cancel import CancelToken
 from safellm.config import Settings, apply_offline_switches
 from safellm.errors import (
     ArtifactError,
+    Cancelled,
     ConfigError,
     DataError,
     LLMError,
@@ -45,11 +53,19 @@ from safellm.services.explanation import Ask, Caller, ExplanationService
 from safellm.tasks import TaskName
 
 log = logging.getLogger("safellm.api")
+# one JSON line per request (and per streamed answer when it ends): ids, route, status, latency,
+# guard outcome; never a query string, a body, a key or any text
+access = logging.getLogger("safellm.access")
+
+
+def access_line(**fields: Any) -> str:
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 # ------------------------------------------------------------------------------------- bodies
 class UnitRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON's own types only (`"hadm_id": true` or `"7"` is a 422, not 1 or 7)
+    model_config = ConfigDict(extra="forbid", strict=True)
     task: TaskName
     hadm_id: int | None = Field(default=None, ge=1, le=2**31 - 1, examples=[142345])
     icustay_id: int | None = Field(default=None, ge=1, le=2**31 - 1, examples=[None])
@@ -112,6 +128,57 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+WATCH_S = 0.5  # a stream waiting for its next event comes back this often (see `sse`)
+# the API key as `Authorization: Bearer KEY` (declared in the OpenAPI document; checked below)
+BEARER = HTTPBearer(auto_error=False, description="An API key of SAFELLM_API_KEYS.")
+# what each response may load: the API's JSON nothing; the docs their own files; the chat (Gradio)
+# its own pages, never inside another site's frame
+CSP_API = "default-src 'none'; frame-ancestors 'none'"
+CSP_DOCS = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'"
+)
+CSP_CHAT = "frame-ancestors 'none'"
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed swagger-ui-bundle package (no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
+def security_headers(path: str, headers: Any) -> None:
+    """Headers every response gets: no sniffing, no framing, a content policy by kind, and no
+    caching of anything that may carry patient data."""
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if path.startswith("/chat"):
+        csp = CSP_CHAT
+    elif path.startswith("/docs"):
+        csp = CSP_DOCS
+    else:
+        csp = CSP_API
+    headers.setdefault("Content-Security-Policy", csp)
+    static = path.startswith(("/docs/static/", "/chat/assets/", "/chat/static/"))
+    if not static:
+        headers["Cache-Control"] = "no-store"
+
+
+NOT_IN_COHORT = "no such admission or ICU stay in this task's cohort"
+
+
 def error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -137,20 +204,28 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await too_big(scope, receive, send)
             return
-        seen = 0
+        seen, over, started = 0, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _TooLarge
             return msg
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
+        async def answer(msg: Message) -> None:
+            nonlocal started
+            if over:  # the app's answer to a body it could not read (a 400): the 413 instead
+                return
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        with suppress(_TooLarge):
+            await self.app(scope, counted, answer)
+        if over and not started:
             await too_big(scope, receive, send)
 
 
@@ -167,6 +242,8 @@ def create_app(
     settings = settings or Settings()
     keys = KeyRing([k.get_secret_value() for k in settings.api_keys])
     limiter = RateLimiter(settings.api_rate_per_minute)
+    logins = LoginThrottle()  # the chat's failed sign-ins, per client and per user name
+    live: set[CancelToken] = set()  # the LLM work of requests in flight
     state: dict[str, Any] = {}
 
     if service is not None and audit is not None:
@@ -188,6 +265,8 @@ def create_app(
             log.warning("LLM not ready: %s", type(exc).__name__)
             state["llm_ready"] = False
         yield
+        for token in list(live):  # shutting down: work in flight stops between two tokens
+            token.cancel()
 
     app = FastAPI(
         title="SafeLLM",
@@ -195,7 +274,10 @@ def create_app(
         description="Clinical risk predictions explained by an LLM under guards that check every "
         "claim against the model's Facts.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed swagger-ui-bundle, not a CDN
+        redoc_url=None,
     )
+    mount_docs(app)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api_cors_origins,
@@ -211,20 +293,52 @@ def create_app(
         started = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Request-ID"] = rid
-        log.info(
-            "request=%s method=%s route=%s status=%s key=%s ms=%.0f",
-            rid,
-            request.method,
-            request.url.path,
-            response.status_code,
-            getattr(request.state, "key_id", "-"),
-            (time.perf_counter() - started) * 1000,
+        security_headers(request.url.path, response.headers)
+        access.info(
+            access_line(
+                event="request",
+                request_id=rid,
+                method=request.method,
+                route=request.url.path,
+                status=response.status_code,
+                key=getattr(request.state, "key_id", None),
+                ms=round((time.perf_counter() - started) * 1000, 1),
+                guard=getattr(request.state, "guard", None),
+            )
         )
+        return response
+
+    @app.middleware("http")
+    async def slow_failed_sign_ins(request: Request, call_next: Any) -> Any:
+        """The chat's sign-in, per client: after a few failures each next try waits longer."""
+        if request.method != "POST" or request.url.path.rstrip("/") != "/chat/login":
+            return await call_next(request)
+        who = "client:" + (request.client.host if request.client else "-")
+        wait = logins.wait(who)
+        if wait > 0:
+            return error(
+                429,
+                "too_many_sign_ins",
+                "too many failed sign-ins from this client; try again later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        response = await call_next(request)
+        if response.status_code == 200:
+            logins.succeeded(who)
+        else:
+            logins.failed(who)
         return response
 
     # ------------------------------------------------------------------------------- errors
     @app.exception_handler(SafeLLMError)
     async def on_ours(request: Request, exc: SafeLLMError) -> JSONResponse:
+        if isinstance(exc, Cancelled):
+            return error(
+                503,
+                "deadline_exceeded" if exc.reason == "timed_out" else "cancelled",
+                str(exc),
+                headers={"Retry-After": "30"},
+            )
         if isinstance(exc, QueueFullError):
             return error(
                 503, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
@@ -239,7 +353,9 @@ def create_app(
             (LLMError, 503, "llm_unavailable"),
         ):
             if isinstance(exc, cls):
-                return error(status, code, str(exc))
+                # what the client sent is not echoed: an unknown id may be a typo of a real one
+                message = NOT_IN_COHORT if cls is UnknownPatientError else str(exc)
+                return error(status, code, message)
         return error(400, "bad_request", str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -273,10 +389,12 @@ def create_app(
         return error(500, "internal_error", "internal error; the request id is in X-Request-ID")
 
     # --------------------------------------------------------------------------------- auth
-    def require_key(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        kid = keys.check(token.strip()) if scheme.lower() == "bearer" and token else None
+    def require_key(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> str:
+        token = creds.credentials.strip() if creds is not None else ""
+        kid = keys.check(token) if token else None
         if kid is None:
             why = "missing or wrong API key" if keys.configured else "no API keys configured"
             raise StarletteHTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
@@ -307,25 +425,30 @@ def create_app(
             return None
         if name not in settings.api_models:
             allowed = ", ".join([settings.llm_model, *settings.api_models])
-            raise UnknownNameError(
-                f"model {name!r} is not offered by this server (offered: {allowed})"
-            )
+            raise UnknownNameError(f"this server does not offer that model (offered: {allowed})")
         return name
 
     # ------------------------------------------------------------------------------- routes
-    @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
+    def versions() -> dict[str, Any]:
         s = svc()
+        return {
+            "llm": settings.llm_model,
+            "prompt": s.prompt("explain-risk").version,
+            "policy": s.guard.policy_version,
+            "risk_models": {t: s.explainer(t).version for t in state["tasks"]},
+        }
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        # on the event loop, never behind the thread pool the model work holds: the versions
+        # are read once (start-up loads all of them)
+        if "versions" not in state:
+            state["versions"] = await run_in_threadpool(versions)
         return {
             "status": "ok",
             "tasks": state["tasks"],
             "llm_ready": state.get("llm_ready", False),
-            "versions": {
-                "llm": settings.llm_model,
-                "prompt": s.prompt("explain-risk").version,
-                "policy": s.guard.policy_version,
-                "risk_models": {t: s.explainer(t).version for t in state["tasks"]},
-            },
+            "versions": state["versions"],
         }
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, tags=["risk"])
@@ -366,45 +489,113 @@ def create_app(
         ]
         return Patients(task=task, total=len(frame), items=items)
 
+    async def cancel_when_gone(request: Request, token: CancelToken) -> None:
+        """Cancel `token` when the client disconnects (the body is read: the next message is
+        the disconnect)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        token.cancel()
+
+    def watched(request: Request) -> CancelToken:
+        """A token for one request's LLM work: expires at `api_deadline_s`, cancelled when
+        its client leaves (the routes look) or the server shuts down."""
+        token = CancelToken(settings.api_deadline_s)
+        live.add(token)
+        return token
+
     @app.post("/v1/explain", response_model=Explanation, responses=ERRORS, tags=["explain"])
-    def explain(body: ExplainRequest, key: Key) -> Explanation:
+    async def explain(body: ExplainRequest, key: Key, request: Request) -> Explanation:
         check_ready(body.task)
-        return svc().explain(
-            body.task,
-            body.hadm_id,
-            body.icustay_id,
-            caller=Caller(key, "/v1/explain"),
-            ask=Ask(body.question, chosen_model(body.model)),
-            fallback=True,
+        ask = Ask(body.question, chosen_model(body.model))
+        svc().queue.check(key)  # a full queue refuses at once, holding no worker thread
+        token = watched(request)
+        caller = Caller(key, "/v1/explain", request.state.request_id)
+        work = asyncio.ensure_future(
+            run_in_threadpool(
+                lambda: svc().explain(
+                    body.task,
+                    body.hadm_id,
+                    body.icustay_id,
+                    caller=caller,
+                    ask=ask,
+                    fallback=True,
+                    cancel=token,
+                )
+            )
         )
+        watcher = asyncio.ensure_future(cancel_when_gone(request, token))
+        try:
+            exp = await work
+        finally:
+            watcher.cancel()
+            live.discard(token)
+        request.state.guard = exp.guard.outcome
+        return exp
 
     @app.post(
         "/v1/explain/stream",
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
         tags=["explain"],
     )
-    def explain_stream(body: ExplainRequest, key: Key) -> StreamingResponse:
+    async def explain_stream(body: ExplainRequest, key: Key, request: Request) -> StreamingResponse:
         check_ready(body.task)
         ask = Ask(body.question, chosen_model(body.model))
-        # Facts (and a 404 for an unknown patient) before the stream starts
-        facts = svc().facts(body.task, body.hadm_id, body.icustay_id, body.question)
-        events = svc().stream(facts, caller=Caller(key, "/v1/explain/stream"), ask=ask)
+        # a full queue refuses at once; Facts (and a 404 for an unknown patient) before the
+        # stream starts
+        svc().queue.check(key)
+        facts = await run_in_threadpool(
+            svc().facts, body.task, body.hadm_id, body.icustay_id, body.question
+        )
+        token = watched(request)
+        events = svc().stream(
+            facts,
+            caller=Caller(key, "/v1/explain/stream", request.state.request_id),
+            ask=ask,
+            cancel=token,
+            tick_s=WATCH_S,
+        )
+        rid, started = request.state.request_id, time.perf_counter()
 
-        def sse() -> Iterator[str]:
-            for e in events:
-                if e.kind == "queued":
-                    kind, data = "queued", json.dumps({"ahead": e.ahead})
-                elif e.kind == "token":
-                    kind, data = "token", json.dumps({"text": e.text})
-                elif e.explanation is not None:
-                    kind, data = "explanation", e.explanation.model_dump_json()
-                elif isinstance(e.error, SafeLLMError):
-                    kind = "error"
-                    data = json.dumps({"code": type(e.error).__name__, "message": str(e.error)})
-                else:  # never a traceback to the client
-                    kind = "error"
-                    data = json.dumps({"code": "internal_error", "message": type(e.error).__name__})
-                yield f"event: {kind}\ndata: {data}\n\n"
+        async def sse() -> AsyncIterator[str]:
+            outcome = "error"
+            try:
+                async for e in iterate_in_threadpool(events):
+                    if e.kind == "tick":  # nothing new; coming back here regularly lets a
+                        continue  # client's disconnect cancel this response (see `finally`)
+                    if e.kind == "queued":
+                        kind, data = "queued", json.dumps({"ahead": e.ahead})
+                    elif e.kind == "token":
+                        kind, data = "token", json.dumps({"text": e.text})
+                    elif e.explanation is not None:
+                        kind, data = "explanation", e.explanation.model_dump_json()
+                        outcome = e.explanation.guard.outcome
+                    elif isinstance(e.error, Cancelled):
+                        kind, outcome = "error", e.error.reason
+                        data = json.dumps({"code": e.error.reason, "message": str(e.error)})
+                    elif isinstance(e.error, SafeLLMError):
+                        kind = "error"
+                        data = json.dumps({"code": type(e.error).__name__, "message": str(e.error)})
+                    else:  # never a traceback to the client
+                        kind = "error"
+                        data = json.dumps(
+                            {"code": "internal_error", "message": type(e.error).__name__}
+                        )
+                    yield f"event: {kind}\ndata: {data}\n\n"
+            finally:  # the end, or the client left mid-stream: the work stops either way
+                if outcome == "error" and token.reason is None:
+                    outcome = "cancelled"
+                token.cancel()
+                live.discard(token)
+                access.info(
+                    access_line(
+                        event="streamed",
+                        request_id=rid,
+                        route=request.url.path,
+                        key=key,
+                        ms=round((time.perf_counter() - started) * 1000, 1),
+                        guard=outcome,
+                    )
+                )
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
@@ -417,15 +608,28 @@ def create_app(
         signed_in: dict[str, str] = {}  # user name -> id of the key they signed in with
 
         def login(user: str, password: str) -> bool:
+            who = "user:" + user
+            if logins.wait(who) > 0:  # refused unchecked: nothing learnt from this try
+                return False
             kid = keys.check(password)
-            if kid is not None:
-                signed_in[user] = kid
-            return kid is not None
+            if kid is None:
+                logins.failed(who)
+                return False
+            logins.succeeded(who)
+            signed_in[user] = kid
+            return True
+
+        def allow(user: str | None) -> tuple[bool, float]:
+            """The API's rate limit, for the key the chat's user signed in with."""
+            return limiter.allow(signed_in.get(user or "", "-"))
 
         app = gr.mount_gradio_app(
             app,
             build_chat(
-                state["service"], state["tasks"], key_of=lambda u: signed_in.get(u or "", "-")
+                state["service"],
+                state["tasks"],
+                key_of=lambda u: signed_in.get(u or "", "-"),
+                allow=allow,
             ),
             path="/chat",
             auth=login if keys.configured else None,

@@ -7,19 +7,25 @@ says whether the guard passed it, re-asked, refused or fell back (and what it fo
 questions about the same patient use the chat prompt. While other users' questions are answered
 first, the answer says how many are ahead ("2 questions ahead of yours"); picking a patient
 prefills the model with that patient's prompt when it is idle (`SAFELLM_PREFETCH`). When API keys
-are configured, the chat asks for one (any user name, the key as password). Every answer is
-recorded in the audit trail by the explanation use case, with the route `/chat` and the id of the
-key the user signed in with.
+are configured, the chat asks for one (any user name, the key as password): the page shows no
+patient before sign-in (the list comes with the session), failed sign-ins slow down the next
+ones (per client and per user name), and questions count against the key's rate limit as on the
+API. Every answer is recorded in the audit trail by the explanation use case, with the route
+`/chat`, the id of the key the user signed in with and a request id. Answers are rendered as
+escaped text with citation links, and sanitised again by the browser component.
 """
 
 import html
+import math
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from safellm.errors import SafeLLMError
 from safellm.explain.facts import Facts
 from safellm.rationale import CITATION, Explanation
 from safellm.services.explanation import Ask, Caller, ExplanationService
@@ -84,8 +90,12 @@ def build_chat(
     service: ExplanationService,
     tasks: list[str],
     key_of: Callable[[str | None], str] = lambda _user: "-",
+    allow: Callable[[str | None], tuple[bool, float]] = lambda _user: (True, 0.0),
 ) -> gr.Blocks:
-    """The chat over `service`; `key_of(user name)` is the key id its answers are audited with."""
+    """The chat over `service`; `key_of(user name)` is the key id its answers are audited with,
+    `allow(user name)` the rate limit of that key: (allowed, seconds until it is again).
+    Nothing about patients is in the page itself: the patient list comes with the session,
+    after sign-in."""
 
     def choices(task: str) -> list[tuple[str, str]]:
         spec = task_spec(task)
@@ -98,7 +108,14 @@ def build_chat(
         return out
 
     def facts_of(task: str, value: str, question: str | None = None) -> Facts:
-        return service.facts_of(task, {task_spec(task).unit: value}, question)
+        # the list is per session (after sign-in), so the page's component accepts any value:
+        # it is checked here, as the API checks an id
+        if not str(value).isdigit():
+            raise gr.Error("Pick a patient from the list.")
+        try:
+            return service.facts_of(task, {task_spec(task).unit: value}, question)
+        except SafeLLMError as exc:
+            raise gr.Error(str(exc)) from exc
 
     def pick(task: str, value: str | None) -> tuple[Any, ...]:
         if not value:
@@ -127,6 +144,12 @@ def build_chat(
         if not value or not question.strip():
             yield history, "", gr.update()
             return
+        ok, wait = allow(request.username)
+        if not ok:
+            note = f"Too many questions a minute for your key: ask again in {math.ceil(wait)} s."
+            asked = [*history, {"role": "user", "content": question}]
+            yield [*asked, {"role": "assistant", "content": note}], "", gr.update()
+            return
         earlier = [
             (history[i]["content"], history[i + 1]["content"])
             for i in range(0, len(history) - 1, 2)
@@ -141,7 +164,7 @@ def build_chat(
         streamed: list[str] = []
         for e in service.stream(
             facts,
-            caller=Caller(key_of(request.username), "/chat"),
+            caller=Caller(key_of(request.username), "/chat", "chat-" + uuid.uuid4().hex[:12]),
             ask=Ask(
                 question, prompt="chat" if earlier else "explain-risk", history=earlier or None
             ),
@@ -166,15 +189,11 @@ def build_chat(
             task = gr.Dropdown(
                 tasks, value=tasks[0] if tasks else None, label="Task", elem_id="task"
             )
-            patient = gr.Dropdown(
-                choices(tasks[0]) if tasks else [], label="Patient", elem_id="patient"
-            )
+            patient = gr.Dropdown([], label="Patient", elem_id="patient", allow_custom_value=True)
         head = gr.Markdown(elem_id="risk")
         with gr.Row():
             with gr.Column(scale=3):
-                bot = gr.Chatbot(
-                    label="Explanation", elem_id="answer", height=360, sanitize_html=False
-                )
+                bot = gr.Chatbot(label="Explanation", elem_id="answer", height=360)
                 question = gr.Textbox(
                     label="Question",
                     placeholder="Why is this patient high risk?",
@@ -195,7 +214,14 @@ def build_chat(
             "*Decision support only: this explains a model's risk estimate from the listed facts and "
             "notes; it is not a diagnosis or a treatment recommendation.*"
         )
-        task.change(lambda t: gr.update(choices=choices(t), value=None), task, patient)
+
+        def patients(task: str | None) -> Any:
+            """The session's patient list (after sign-in), the highest-risk one picked."""
+            listed = choices(task) if task else []
+            return gr.update(choices=listed, value=listed[0][1] if listed else None)
+
+        chat.load(patients, task, patient)  # a picked value is shown by `pick`, below
+        task.change(patients, task, patient)
         patient.change(pick, [task, patient], [head, bars, evidence, bot, verdict])
         for trigger in (send.click, question.submit):
             trigger(ask, [task, patient, question, bot], [bot, verdict, evidence]).then(

@@ -53,3 +53,46 @@ class RateLimiter:
                 return False, 60.0 - (now - hits[0])
             hits.append(now)
             return True, 0.0
+
+
+class LoginThrottle:
+    """Failed sign-ins slow down the next ones, per client or per user name (`who`): after
+    `free` failures, each next try must wait 2, 4, 8 … seconds (at most `max_wait_s`) after the
+    last failure; failures older than `window_s` are forgotten; a success clears them."""
+
+    def __init__(
+        self,
+        free: int = 5,
+        window_s: float = 900.0,
+        max_wait_s: float = 300.0,
+        clock: object = time.monotonic,
+    ) -> None:
+        self.free, self.window_s, self.max_wait_s = free, window_s, max_wait_s
+        self.clock = clock
+        self._failed: dict[str, tuple[int, float]] = {}  # who -> (failures, time of the last)
+        self._lock = threading.Lock()
+
+    def wait(self, who: str) -> float:
+        """Seconds before `who` may try again (0: now)."""
+        now = self.clock()  # type: ignore[operator]
+        with self._lock:
+            n, last = self._failed.get(who, (0, now))
+            if now - last >= self.window_s:
+                self._failed.pop(who, None)
+                return 0.0
+            if n < self.free:
+                return 0.0
+            return max(0.0, min(2.0 ** (n - self.free + 1), self.max_wait_s) - (now - last))
+
+    def failed(self, who: str) -> None:
+        now = self.clock()  # type: ignore[operator]
+        with self._lock:
+            if len(self._failed) > 10_000:  # bounded: forget the stale ones
+                for k in [k for k, (_, t) in self._failed.items() if now - t >= self.window_s]:
+                    del self._failed[k]
+            n, last = self._failed.get(who, (0, now))
+            self._failed[who] = (0 if now - last >= self.window_s else n) + 1, now
+
+    def succeeded(self, who: str) -> None:
+        with self._lock:
+            self._failed.pop(who, None)

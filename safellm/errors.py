@@ -16,6 +16,8 @@
     │                                 run the command named in the message
     ├── QueueFullError                the model is busy and its queue is full: retry after
     │                                 `retry_after_s` seconds (HTTP 503 with Retry-After)
+    ├── Cancelled                     the request was given up: its client left (`reason`
+    │                                 "cancelled") or its deadline passed ("timed_out", HTTP 504)
     └── LLMError                      the language model failed; retry later or pick another model
         ├── LLMUnavailableError       the provider cannot be reached or refused the call
         ├── LLMTimeoutError           no answer within the timeout
@@ -78,6 +80,18 @@ class QueueFullError(SafeLLMError):
 
     def __reduce__(self) -> tuple[type[QueueFullError], tuple[str, int]]:
         return type(self), (str(self), self.retry_after_s)
+
+
+class Cancelled(SafeLLMError):
+    """The work was stopped before it was done: `reason` is "cancelled" (its client left) or
+    "timed_out" (its deadline passed)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[Cancelled], tuple[str, str]]:
+        return type(self), (str(self), self.reason)
 
 
 class ModelNotInstalledError(ConfigError):

@@ -22,15 +22,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from safellm.cancel import CancelToken
 from safellm.errors import QueueFullError
 
 Position = Callable[[int], None]
+CANCEL_POLL_S = 0.25  # how often a waiting caller looks at its cancel token
 
 
 class _Ticket:
-    """One caller's place in the queue (compared by identity)."""
+    """One caller's place in the queue (compared by identity), and whose it is."""
 
-    __slots__ = ()
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: str | None = None) -> None:
+        self.owner = owner
 
 
 class FairQueue:
@@ -40,13 +45,21 @@ class FairQueue:
     weight of the newest one) that the Retry-After estimate of a refusal is made from."""
 
     def __init__(
-        self, max_waiting: int, *, default_service_s: float = 10.0, smoothing: float = 0.3
+        self,
+        max_waiting: int,
+        *,
+        per_owner: int = 0,
+        default_service_s: float = 10.0,
+        smoothing: float = 0.3,
     ) -> None:
+        """`per_owner`: at most this many places (waiting or served) for one owner (an API
+        key), so one key cannot fill the queue; 0: no such share."""
         if max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0, not {max_waiting}")
         if not 0 < smoothing <= 1:
             raise ValueError(f"smoothing must be in (0, 1], not {smoothing}")
         self.max_waiting = max_waiting
+        self.per_owner = per_owner
         self._smoothing = smoothing
         self._avg_s = default_service_s
         self._cond = threading.Condition()
@@ -78,7 +91,14 @@ class FairQueue:
 
     # ------------------------------------------------------------------------------- entry
     @contextmanager
-    def enter(self, on_position: Position | None = None, *, timed: bool = True) -> Iterator[None]:
+    def enter(
+        self,
+        on_position: Position | None = None,
+        *,
+        timed: bool = True,
+        cancel: CancelToken | None = None,
+        owner: str | None = None,
+    ) -> Iterator[None]:
         """Hold the slot for the `with` block, once every earlier caller has had it.
 
         Raises `QueueFullError` at once when `max_waiting` callers wait already (and the slot is
@@ -86,16 +106,14 @@ class FairQueue:
         ahead changes while this caller waits, and with 0 when its turn comes; a caller served at
         once hears nothing. `timed=False` keeps the block out of the service-time average (work
         that returns before it is done, such as a prefetch). The slot is released however the
-        block ends."""
-        ticket = _Ticket()
+        block ends. A set `cancel` token takes a waiting caller out of the queue (`Cancelled`).
+        An `owner` that holds `per_owner` places already gets `QueueFullError` at once too."""
+        ticket = _Ticket(owner)
         with self._cond:
-            if (self._serving is not None or self._waiting) and len(
-                self._waiting
-            ) >= self.max_waiting:
-                raise self._full()
+            self._refuse_if_full(owner)
             self._waiting.append(ticket)
         try:
-            waited = self._wait_for_turn(ticket, on_position)
+            waited = self._wait_for_turn(ticket, on_position, cancel)
         except BaseException:
             with self._cond:
                 if self._serving is ticket:
@@ -138,22 +156,47 @@ class FairQueue:
                 self._serving = None
                 self._cond.notify_all()
 
+    def check(self, owner: str | None = None) -> None:
+        """Raise the `QueueFullError` that `enter(owner=owner)` would raise now, if any: a
+        caller refuses at once, before preparing work it could not hand over."""
+        with self._cond:
+            self._refuse_if_full(owner)
+
     # ----------------------------------------------------------------------------- helpers
+    def _refuse_if_full(self, owner: str | None) -> None:
+        if (self._serving is not None or self._waiting) and len(self._waiting) >= self.max_waiting:
+            raise self._full()
+        if owner is not None and self.per_owner:
+            held = [t for t in (self._serving, *self._waiting) if t is not None]
+            mine = sum(t.owner == owner for t in held)
+            if mine >= self.per_owner:
+                raise QueueFullError(
+                    f"this key has {mine} questions in the queue already (at most "
+                    f"{self.per_owner}: SAFELLM_QUEUE_PER_KEY); try again in about "
+                    f"{self._estimate_s()} s",
+                    self._estimate_s(),
+                )
+
     def _estimate_s(self) -> int:
         return max(1, math.ceil(self._avg_s * (len(self._waiting) + 1)))
 
     def _ahead(self, ticket: _Ticket) -> int:
         return self._waiting.index(ticket) + (self._serving is not None)
 
-    def _wait_for_turn(self, ticket: _Ticket, on_position: Position | None) -> bool:
+    def _wait_for_turn(
+        self, ticket: _Ticket, on_position: Position | None, cancel: CancelToken | None
+    ) -> bool:
         """Block until `ticket` holds the slot; whether it had to wait. Positions are reported
-        outside the lock, so a slow callback never holds up the queue."""
+        outside the lock, so a slow callback never holds up the queue; `cancel` is looked at
+        every `CANCEL_POLL_S` while waiting."""
         reported: int | None = None
         while True:
             with self._cond:
                 ahead = self._ahead(ticket)
                 while ahead and (on_position is None or ahead == reported):
-                    self._cond.wait()
+                    if cancel is not None:
+                        cancel.check()
+                    self._cond.wait(CANCEL_POLL_S if cancel is not None else None)
                     ahead = self._ahead(ticket)
                 if not ahead:  # at the head and the slot is free: only this ticket may take it
                     self._waiting.popleft()

@@ -196,3 +196,32 @@ def test_enter_if_idle_never_waits() -> None:
 def test_a_negative_bound_is_refused() -> None:
     with pytest.raises(ValueError, match="max_waiting"):
         FairQueue(max_waiting=-1)
+
+
+def test_one_key_holds_at_most_its_share_and_others_still_get_in() -> None:
+    q = FairQueue(max_waiting=8, per_owner=2)
+    go = threading.Event()
+
+    def wait_as(owner: str) -> threading.Thread:
+        def run() -> None:
+            with q.enter(owner=owner):
+                go.wait(TIMEOUT_S)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    threads = [wait_as("a"), wait_as("a")]  # one served, one waiting: a's share
+    wait_until(lambda: q.waiting() == 1)
+    with (
+        pytest.raises(QueueFullError, match="this key has 2 questions") as info,
+        q.enter(owner="a"),
+    ):
+        pytest.fail("a third place for the same key must be refused")
+    assert info.value.retry_after_s >= 1
+    threads.append(wait_as("b"))  # another key still gets a place
+    wait_until(lambda: q.waiting() == 2)
+    go.set()
+    for t in threads:
+        t.join(TIMEOUT_S)
+    assert q.idle()

@@ -10,6 +10,7 @@ the guard checks what they write.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from safellm.errors import (
     LLMResponseError,
     LLMTimeoutError,
     LLMUnavailableError,
+    SafeLLMError,
 )
 from safellm.llm.base import ChatRequest, ChatResponse, TokenSink, unknown_model
 from safellm.llm.grammar import schema_answer_text
@@ -66,6 +68,16 @@ def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     text = re.sub(r"^litellm\.\w+:\s*", "", text)
     return text[:300]
+
+
+def close_stream(stream: Any) -> None:
+    """Stop a stream's source now (a local model then frees its engine, a provider its
+    connection) rather than whenever the abandoned stream is garbage collected."""
+    for obj in (getattr(stream, "completion_stream", None), stream):
+        close = getattr(obj, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
 
 
 def map_error(exc: BaseException, model: str, timeout_s: float) -> LLMError:
@@ -186,24 +198,28 @@ class LiteLLMChatModel:
                 n_chunks = int(getattr(usage, "completion_tokens", 0) or 0)
             else:
                 pieces: list[str] = []
-                for chunk in litellm.completion(**self._kwargs(request, stream=True)):
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    delta = choice.delta.content or ""
-                    if delta:
-                        if first is None:
-                            first = time.perf_counter() - started
-                        pieces.append(delta)
-                        n_chunks += 1
-                        on_token(delta)
-                    finish = choice.finish_reason or finish
-                    if time.perf_counter() - started > self.timeout_s:
-                        raise litellm.Timeout(
-                            message="stream too slow", model=self.model, llm_provider="stream"
-                        )
+                stream = litellm.completion(**self._kwargs(request, stream=True))
+                try:
+                    for chunk in stream:
+                        if not chunk.choices:
+                            continue
+                        choice = chunk.choices[0]
+                        delta = choice.delta.content or ""
+                        if delta:
+                            if first is None:
+                                first = time.perf_counter() - started
+                            pieces.append(delta)
+                            n_chunks += 1
+                            on_token(delta)  # may raise (a cancelled request): the stream stops
+                        finish = choice.finish_reason or finish
+                        if time.perf_counter() - started > self.timeout_s:
+                            raise litellm.Timeout(
+                                message="stream too slow", model=self.model, llm_provider="stream"
+                            )
+                finally:
+                    close_stream(stream)
                 text = "".join(pieces)
-        except LLMError:
+        except SafeLLMError:  # ours (an LLMError, or the sink's Cancelled): as it is
             raise
         except Exception as exc:
             raise map_error(exc, self.model, self.timeout_s) from exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from safellm.audit import AuditLog, AuditRecord, now, sha256
+from safellm.cancel import CancelToken
 from safellm.config import Settings
 from safellm.data import notes as notes_io
-from safellm.errors import SafeLLMError, UnknownPatientError, UserInputError
+from safellm.errors import Cancelled, SafeLLMError, UnknownPatientError, UserInputError
 from safellm.explain.facts import Facts
-from safellm.llm.base import ChatModel, Prefetching, TokenSink
+from safellm.llm.base import ChatModel, ChatRequest, ChatResponse, Prefetching, TokenSink
 from safellm.llm.prompts import Prompt, load_prompt, parse_ref
 from safellm.llm.registry import get_model
 from safellm.llm.retrieval import (
@@ -57,6 +59,7 @@ class Caller:
 
     key_id: str
     route: str
+    request_id: str | None = None  # the front end's id of the request (X-Request-ID)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Event:
     changes; then a `token` of shown text at a time, then either the finished Explanation
     (`done`) or the error that stopped it (`error`, a `QueueFullError` when too many wait)."""
 
-    kind: str  # "queued" | "token" | "done" | "error"
+    kind: str  # "queued" | "token" | "done" | "error" | "tick" (nothing new: see `stream`)
     text: str = ""
     explanation: Explanation | None = None
     error: Exception | None = None
@@ -105,7 +108,56 @@ def audit_record(exp: Explanation, caller: Caller) -> AuditRecord:
         latency_ms=round(exp.latency_s * 1000, 1),
         answer_sha256=sha256(exp.rationale.text),
         question_sha256=sha256(exp.question),
+        request_id=caller.request_id,
     )
+
+
+def given_up_record(
+    facts: Facts, caller: Caller, ask: Ask, reason: str, seconds: float
+) -> AuditRecord:
+    """What the audit trail keeps of work given up (`reason`: "cancelled" or "timed_out"):
+    nothing was delivered, so no answer hash."""
+    return AuditRecord(
+        at=now(),
+        key_id=caller.key_id,
+        route=caller.route,
+        task=facts.task,
+        subject_id=facts.subject_id,
+        hadm_id=facts.hadm_id,
+        icustay_id=facts.icustay_id,
+        risk_model=f"{facts.model}@{facts.model_version}",
+        prompt=None,
+        policy=None,
+        llm=None,
+        guard_passed=False,
+        fallback_used=False,
+        attempts=0,
+        violations=[],
+        latency_ms=round(seconds * 1000, 1),
+        answer_sha256="",
+        question_sha256=sha256(ask.question or ""),
+        request_id=caller.request_id,
+        outcome=reason,
+    )
+
+
+class CancellableModel:
+    """A chat model whose calls stop between two tokens once `token` is set (`Cancelled`)."""
+
+    def __init__(self, model: ChatModel, token: CancelToken) -> None:
+        self.model, self.token, self.name = model, token, model.name
+
+    def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        self.token.check()
+
+        def sink(text: str) -> None:
+            self.token.check()  # raised inside the model's token loop: it stops there
+            if on_token is not None:
+                on_token(text)
+
+        response = self.model.chat(request, on_token=sink)
+        self.token.check()
+        return response
 
 
 class ExplanationService:
@@ -129,7 +181,7 @@ class ExplanationService:
         self._explainers: dict[str, Explainer] = {}
         self._prompts: dict[str, Prompt] = {}
         self._lock = threading.RLock()
-        self.queue = FairQueue(settings.queue_max_waiting)
+        self.queue = FairQueue(settings.queue_max_waiting, per_owner=settings.queue_per_key)
         self._prefetching = False  # one background prefetch at a time
 
     # ------------------------------------------------------------------------------ loading
@@ -205,7 +257,7 @@ class ExplanationService:
         """The audit trail, `$SAFELLM_HOME/audit.sqlite` unless one was given."""
         with self._lock:
             if self._audit is None:
-                self._audit = AuditLog(self.settings.audit_path)
+                self._audit = AuditLog.of(self.settings)
             return self._audit
 
     # ------------------------------------------------------------------------------- patients
@@ -314,11 +366,14 @@ class ExplanationService:
         ask: Ask = Ask(),
         on_token: TokenSink | None = None,
         fallback: bool = False,
+        cancel: CancelToken | None = None,
     ) -> Explanation:
-        """Facts, evidence and the guarded rationale for one unit, audited."""
+        """Facts, evidence and the guarded rationale for one unit, audited. A full queue
+        refuses at once, before the Facts are made."""
+        self.queue.check(caller.key_id)
         facts = self.facts(task, hadm_id, icustay_id, ask.question)
         return self.explain_facts(
-            facts, caller=caller, ask=ask, on_token=on_token, fallback=fallback
+            facts, caller=caller, ask=ask, on_token=on_token, fallback=fallback, cancel=cancel
         )
 
     def explain_facts(
@@ -330,30 +385,53 @@ class ExplanationService:
         on_token: TokenSink | None = None,
         fallback: bool = False,
         on_position: Callable[[int], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Explanation:
         """The guarded rationale for Facts already made by `facts` (which this does not repeat),
         appended to the audit trail. `fallback`: a failing model gives the grounded fallback
         instead of an LLMError. The model work waits its turn in `self.queue`: `on_position(n)`
-        hears how many are ahead while it waits, and a full queue raises `QueueFullError`."""
+        hears how many are ahead while it waits, and a full queue raises `QueueFullError`. A set
+        `cancel` token (client gone, deadline passed) stops the work in the queue or between two
+        tokens: `Cancelled` is raised, and the audit trail records it as given up."""
         model, prompt, guard = self.model(ask.model), self.prompt(ask.prompt), self.guard
-        with self.queue.enter(on_position):
-            exp = explain(
-                facts,
-                model,
-                prompt,
-                question=ask.question,
-                history=ask.history,
-                guard=guard,
-                on_token=on_token,
-                fallback=fallback,
-            )
+        if cancel is not None:
+            model = CancellableModel(model, cancel)
+        started = time.perf_counter()
+        try:
+            with self.queue.enter(on_position, cancel=cancel, owner=caller.key_id):
+                exp = explain(
+                    facts,
+                    model,
+                    prompt,
+                    question=ask.question,
+                    history=ask.history,
+                    guard=guard,
+                    on_token=on_token,
+                    fallback=fallback,
+                )
+                if cancel is not None:
+                    cancel.check()  # done, but given up meanwhile: not delivered
+        except Cancelled as exc:
+            seconds = time.perf_counter() - started
+            self.audit.append(given_up_record(facts, caller, ask, exc.reason, seconds))
+            raise
         self.audit.append(audit_record(exp, caller))
         return exp
 
-    def stream(self, facts: Facts, *, caller: Caller, ask: Ask = Ask()) -> Iterator[Event]:
+    def stream(
+        self,
+        facts: Facts,
+        *,
+        caller: Caller,
+        ask: Ask = Ask(),
+        cancel: CancelToken | None = None,
+        tick_s: float | None = None,
+    ) -> Iterator[Event]:
         """`explain_facts` (with the fallback on model faults) on a worker thread: how many
         questions are ahead while it waits for the model (`queued`), its shown text token by
-        token, then the Explanation, or the error that stopped it."""
+        token, then the Explanation, or the error that stopped it. `tick_s`: a `tick` event
+        whenever nothing else came for that long (a front end then looks whether its client is
+        still there, and sets `cancel` if not)."""
         events: queue.Queue[Event | None] = queue.Queue()
 
         def work() -> None:
@@ -365,6 +443,7 @@ class ExplanationService:
                     on_token=lambda t: events.put(Event("token", text=t)),
                     fallback=True,
                     on_position=lambda n: events.put(Event("queued", ahead=n)),
+                    cancel=cancel,
                 )
                 events.put(Event("done", explanation=exp))
             except Exception as exc:  # handed to the front end, which says it without a traceback
@@ -373,7 +452,14 @@ class ExplanationService:
                 events.put(None)
 
         threading.Thread(target=work, name="safellm-explain", daemon=True).start()
-        while (event := events.get()) is not None:
+        while True:
+            try:
+                event = events.get(timeout=tick_s)
+            except queue.Empty:
+                yield Event("tick")
+                continue
+            if event is None:
+                return
             yield event
 
     # ------------------------------------------------------------------------------- prefetch

@@ -125,11 +125,14 @@ def test_explain_returns_the_design_shape_and_is_audited(client, demo_home) -> N
     (rec,) = client.audit.records()
     assert rec.hadm_id == hadm and rec.route == "/v1/explain" and rec.guard_passed
     assert rec.key_id != KEY and len(rec.answer_sha256) == 64
+    assert rec.request_id == r.headers["X-Request-ID"] and len(rec.request_id) == 12
+    assert client.audit.verify().intact
 
 
-def test_unknown_patient_is_404(client) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/explain", json={"task": "readmission", "hadm_id": 1}, headers=AUTH)
+def test_unknown_patient_is_404_without_echo(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/explain", json={"task": "readmission", "hadm_id": 987654}, headers=AUTH)
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_patient"
+    assert "987654" not in r.text
 
 
 @pytest.mark.parametrize(
@@ -141,6 +144,9 @@ def test_unknown_patient_is_404(client) -> None:  # type: ignore[no-untyped-def]
         {"task": "readmission", "hadm_id": "abc"},
         {"task": "readmission", "hadm_id": 1, "extra": True},
         {"task": "readmission", "hadm_id": 1, "question": "x" * 501},
+        {"task": "readmission", "hadm_id": True},  # JSON's own types only
+        {"task": "readmission", "hadm_id": "142345"},
+        {"task": "readmission", "hadm_id": 142345.0},
     ],
 )
 def test_bad_bodies_are_422_without_echo(client, body) -> None:  # type: ignore[no-untyped-def]
@@ -155,10 +161,24 @@ def test_oversize_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 
+def test_oversize_chunked_body_is_413(client) -> None:  # type: ignore[no-untyped-def]
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"task": "readmission", "hadm_id": 1, "question": "'
+        for _ in range(10 * 1024):  # 10 MB, no Content-Length
+            yield b"y" * 1024
+        yield b'"}'
+
+    r = client.post(
+        "/v1/explain", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
 def test_unoffered_model_is_400(client, demo_home) -> None:  # type: ignore[no-untyped-def]
     body = {"task": "readmission", "hadm_id": first_hadm(demo_home), "model": "openai/gpt-4o"}
     r = client.post("/v1/explain", json=body, headers=AUTH)
-    assert r.status_code == 400 and "not offered" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "does not offer" in r.json()["error"]["message"]
+    assert "gpt-4o" not in r.text
 
 
 def test_rate_limit_is_429_per_key(demo_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -240,7 +260,7 @@ def test_logs_hold_no_question_note_text_or_key(client, demo_home, caplog) -> No
     )
     client.post("/v1/explain", json={"task": "readmission", "question": QUESTION}, headers=AUTH)
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "request=" in logged and "/v1/explain" in logged
+    assert '"request_id"' in logged and "/v1/explain" in logged
     for secret in ("Quackenbush", "Zebulon", QUESTION, KEY):
         assert secret not in logged
 
@@ -339,6 +359,35 @@ def test_zz_server_log_of_the_whole_module_holds_no_text_or_keys() -> None:
     """Runs last in this file: the log of every request above (questions with a made-up name,
     bodies too large, bad keys, faults) holds request ids and routes, never their text."""
     logged = "\n".join(SERVER_LOG.lines)
-    assert "request=" in logged and "/v1/explain" in logged
+    assert '"request_id"' in logged and "/v1/explain" in logged
     for secret in ("Quackenbush", "Zebulon", QUESTION, KEY, "yyyyyyyy", "@@@ %%%"):
         assert secret not in logged
+
+
+def test_docs_are_served_from_the_installed_package_and_declare_the_bearer_scheme(client) -> None:  # type: ignore[no-untyped-def]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    js = client.get("/docs/static/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/redoc").status_code == 404
+    spec = client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    assert spec["paths"]["/v1/explain"]["post"]["security"]
+    assert "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_responses_carry_security_headers_and_patient_data_is_never_cached(client) -> None:  # type: ignore[no-untyped-def]
+    api = client.get("/v1/patients?task=readmission&limit=1", headers=AUTH)
+    assert api.status_code == 200
+    for r in (api, client.get("/health"), client.get("/v1/patients?task=readmission")):
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert r.headers["Cache-Control"] == "no-store"
+    chat = client.get("/chat/")
+    assert "frame-ancestors 'none'" in chat.headers["Content-Security-Policy"]
+    assert chat.headers["Cache-Control"] == "no-store"
+    docs = client.get("/docs/static/swagger-ui.css")
+    assert docs.status_code == 200 and "no-store" not in docs.headers.get("Cache-Control", "")

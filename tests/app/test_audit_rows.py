@@ -70,9 +70,12 @@ def test_api_explanations_add_one_row_each(live_server) -> None:  # type: ignore
         "POST", f"{live_server.url}/v1/explain/stream", json=body, headers=auth, timeout=60
     ) as s:
         events = "".join(s.iter_text())
+        streamed_id = s.headers["X-Request-ID"]
     assert "event: explanation" in events
     rows = _rows(live_server.home)
     assert len(rows) == before + 2 and rows[-1].route == "/v1/explain/stream"
+    assert (rows[-2].request_id, rows[-1].request_id) == (r.headers["X-Request-ID"], streamed_id)
+    assert AuditLog(live_server.home / "audit.sqlite").verify().intact
     explained = json.loads(events.rsplit("data: ", 1)[1])
     assert rows[-1].hadm_id == explained["hadm_id"] == body["hadm_id"]
 
@@ -93,3 +96,4 @@ def test_a_chat_answer_adds_one_row(live_server) -> None:  # type: ignore[no-unt
         key_id(live_server.key),
         hadm,
     )
+    assert (rows[-1].request_id or "").startswith("chat-")

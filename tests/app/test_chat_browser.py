@@ -1,5 +1,6 @@
-"""The clinician chat in headless Chromium: sign in, pick a demo patient, ask, and see the answer,
-the chart and a working citation. A screenshot is saved in the test's output folder."""
+"""The clinician chat in headless Chromium: sign in, see the highest-risk patient with its chart
+bars, pick another, ask, and see the answer and a working citation; then the API docs, served
+from the installed package. A screenshot is saved in the test's output folder."""
 
 from __future__ import annotations
 
@@ -34,21 +35,34 @@ def test_chat_answers_with_chart_and_citations(live_server, tmp_path: Path) -> N
         boxes.nth(0).fill("clinician")
         boxes.nth(1).fill(live_server.key)
         page.get_by_role("button", name="Login").click()
-        page.wait_for_selector("#patient", timeout=60_000)
+        # signed in, the highest-risk patient is picked and shown without another pick
+        page.wait_for_selector("#risk h3", timeout=60_000)
+        first = page.locator("#risk").inner_text()
+        assert "band" in first
+        bars = page.locator("#chart .mark-rect path")  # the bars themselves, one per fact
+        bars.first.wait_for(timeout=30_000)
+        facts = page.locator("#evidence [id^=ev-F]").count()
+        assert bars.count() == facts >= 3
         page.locator("#patient input").click()
         page.locator("[data-testid=dropdown-option]").nth(1).click()
-        page.wait_for_selector("#risk h3", timeout=60_000)
+        page.wait_for_function(
+            "t => document.querySelector('#risk').innerText !== t", arg=first, timeout=60_000
+        )
         assert "band" in page.locator("#risk").inner_text()
         page.locator("#question textarea").fill("why is this patient high risk?")
         page.locator("#ask").click()
         page.wait_for_selector("#answer a.cite", timeout=120_000)
         answer = page.locator("#answer").inner_text()
         assert "[F1]" in answer and "Decision support only" in answer
-        assert page.locator("#chart canvas, #chart svg").count() >= 1
+        assert page.locator("#chart .mark-rect path").count() >= 3
         assert "policy clinical@v1" in page.locator("#guard").inner_text()
         page.locator("#answer a.cite").first.click()
         cited = page.url.rsplit("#", 1)[-1]
         assert cited.startswith("ev-") and page.locator(f"#{cited}").is_visible()
         page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+        # the API docs render from the installed package under the content policy (no CDN)
+        page.goto(f"{live_server.url}/docs", wait_until="load")
+        page.wait_for_selector(".opblock", timeout=60_000)
+        assert page.locator(".opblock").count() >= 5
         browser.close()
     assert (tmp_path / "chat.png").stat().st_size > 10_000

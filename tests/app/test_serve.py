@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,6 +55,16 @@ def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) 
         )
         assert ok.status_code == 200 and ok.json()["total"] == 89
         assert httpx.get(f"{url}/chat/").status_code == 200
+        leaky = httpx.get(f"{url}/v1/patients?task=readmission&api_key=sk-in-the-query")
+        assert leaky.status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    logged = log.read_text()
+    assert "sk-in-the-query" not in logged and "api_key" not in logged  # no query strings
+    lines = [json.loads(x) for x in logged.splitlines() if x.startswith('{"event":')]
+    mine = {x["request_id"]: x for x in lines}
+    seen = mine[ok.headers["X-Request-ID"]]
+    assert (seen["route"], seen["status"], seen["method"]) == ("/v1/patients", 200, "GET")
+    assert seen["key"] and seen["key"] not in key.group(1) and seen["ms"] >= 0
+    assert mine[leaky.headers["X-Request-ID"]]["status"] == 401

@@ -53,3 +53,38 @@ def test_local_judge_tells_supported_from_invented(tmp_path: Path) -> None:
     yes = judge("Nephrology was consulted because the creatinine was rising.", note)
     no = judge("The patient was intubated for respiratory failure.", note)
     assert 0.0 <= no < 0.42 <= yes <= 1.0
+
+
+def test_a_cancelled_generation_stops_and_frees_the_model(demo_home: Path) -> None:
+    """Cancelled once its first sentence is shown, a local generation stops at its next token
+    and leaves the engine free: the next request is answered (no lock left held by the
+    abandoned stream)."""
+    import threading
+
+    from safellm.cancel import CancelToken
+    from safellm.errors import Cancelled
+    from safellm.services.explanation import Caller
+
+    settings = Settings(home=demo_home, guard_judge=False, prefetch=False)
+    service = ExplanationService(settings)
+    facts = service.facts("readmission", first_hadm(demo_home))
+    token, seen = CancelToken(), []
+
+    def on_token(text: str) -> None:
+        seen.append(text)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        service.explain_facts(facts, caller=Caller("k", "/test"), on_token=on_token, cancel=token)
+    assert len(seen) == 1  # the first sentence only: the rest was never generated
+    done = threading.Event()
+    result: list[str] = []
+
+    def again() -> None:
+        result.append(service.explain_facts(facts, caller=Caller("k", "/test")).rationale.text)
+        done.set()
+
+    threading.Thread(target=again, daemon=True).start()
+    assert done.wait(240), "the model stayed busy after a cancelled generation"
+    assert "[F1]" in result[0]
+    assert [r.outcome for r in service.audit.records()][-2:] == ["cancelled", "delivered"]

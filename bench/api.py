@@ -1,0 +1,317 @@
+"""Load and fault benchmark of the API: a real `safellm serve` (a separate process) on loopback,
+driven by real HTTP clients (httpx, one per client thread).
+
+    .venv/bin/python bench/api.py [--part throughput|kill|local|drop|flood|all] [--home DIR]
+
+- `throughput` (fake model): `/v1/predict` and `/v1/explain` at concurrency 1, 8 and 32 for
+  `--seconds` each: requests/s, p50/p95 latency, errors. Target: predict >= 300 req/s at
+  concurrency 8, no errors at any level.
+- `kill` (fake model): 32 clients explaining; the server is killed (SIGKILL) mid-load: every
+  answer a client received must have its audit row (by request id).
+- `local` (the packaged local model, behind the queue): `/v1/explain` at concurrency 1, 3, 6,
+  one request per client: latencies, and how many were refused (503) by the queue's bound or
+  the key's share.
+- `drop` (local model): a stream dropped after its first token: seconds until the audit trail
+  records the generation as cancelled. Target: < 1 s.
+- `flood` (local model): 45 explanations at once from one key (clients give up after 5 s)
+  while `/health` is polled: 503s beyond the bound, `/health` p95. Target: < 50 ms.
+The home (`--home`, default $SAFELLM_HOME or .safellm) must hold built data and trained models
+(`safellm demo`). Figures also written as JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import ROOT, parser, summary
+
+KEY = "sk-bench-api"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@contextmanager
+def server(home: Path, model: str, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`safellm serve` on 127.0.0.1:`port` over `home`, answering with `model`."""
+    e = {
+        **os.environ,
+        "SAFELLM_HOME": str(home),
+        "SAFELLM_LLM_MODEL": model,
+        "SAFELLM_API_KEYS": KEY,
+        "SAFELLM_API_RATE_PER_MINUTE": "1000000",
+        "SAFELLM_GUARD_JUDGE": "false",
+        "SAFELLM_PREFETCH": "false",
+        **env,
+    }
+    log = open(ROOT / ".safellm" / "bench" / f"serve-{port}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safellm.cli", "serve", "--port", str(port)],
+        env=e,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise SystemExit(f"the server did not start; see {log.name}")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def units(home: Path, n: int) -> list[int]:
+    """The first `n` readmission admissions of the home's task table."""
+    import pandas as pd
+
+    return [int(h) for h in pd.read_parquet(home / "data" / "readmission.parquet")["hadm_id"][:n]]
+
+
+def load(
+    url: str,
+    route: str,
+    hadms: list[int],
+    concurrency: int,
+    *,
+    seconds: float | None = None,
+    per_client: int | None = None,
+    timeout: float = 120.0,
+    on_ok: Callable[[httpx.Response], None] | None = None,
+) -> dict[str, Any]:
+    """`concurrency` client threads posting to `route` (for `seconds`, or `per_client` times
+    each): requests/s, latency p50/p95 (ms, answered requests), status counts, errors."""
+    lat: list[float] = []
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds if seconds else None
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=timeout) as c:
+            n = 0
+            while (stop is None or time.monotonic() < stop) and (
+                per_client is None or n < per_client
+            ):
+                body = {"task": "readmission", "hadm_id": hadms[(i + n) % len(hadms)]}
+                t = time.perf_counter()
+                try:
+                    r = c.post(url + route, json=body, headers=AUTH)
+                    key = str(r.status_code)
+                    if r.status_code == 200 and on_ok is not None:
+                        on_ok(r)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                ms = (time.perf_counter() - t) * 1000
+                with lock:
+                    codes[key] = codes.get(key, 0) + 1
+                    if key == "200":
+                        lat.append(ms)
+                n += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    p50, p95 = summary(lat) if lat else (float("nan"), float("nan"))
+    ok = codes.get("200", 0)
+    return {
+        "route": route,
+        "concurrency": concurrency,
+        "requests": sum(codes.values()),
+        "req_per_s": ok / wall,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "codes": codes,
+        "errors": sum(v for k, v in codes.items() if k != "200"),
+    }
+
+
+def show(row: dict[str, Any]) -> None:
+    print(
+        f"  {row['route']:<12} c={row['concurrency']:<3} {row['req_per_s']:8.1f} req/s  "
+        f"p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  {row['codes']}",
+        flush=True,
+    )
+
+
+def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    hadms = units(args.home, 64)
+    rows = []
+    print(f"[throughput] fake model, {args.seconds:g} s per level", flush=True)
+    with server(args.home, "fake", args.port):
+        url = f"http://127.0.0.1:{args.port}"
+        load(url, "/v1/predict", hadms, 4, seconds=2)  # warm-up
+        for route in ("/v1/predict", "/v1/explain"):
+            for c in (1, 8, 32):
+                row = load(url, route, hadms, c, seconds=args.seconds)
+                show(row)
+                rows.append(row)
+    p8 = next(r for r in rows if r["route"] == "/v1/predict" and r["concurrency"] == 8)
+    errors = sum(r["errors"] for r in rows)
+    print(
+        f"predict at concurrency 8: {p8['req_per_s']:.0f} req/s (target >= 300: "
+        f"{'MET' if p8['req_per_s'] >= 300 else 'MISSED'}); errors at every level: {errors} "
+        f"(target 0: {'MET' if errors == 0 else 'MISSED'})",
+        flush=True,
+    )
+    return {"rows": rows}
+
+
+def audit_ids(home: Path) -> dict[str, str]:
+    """request id -> outcome of every audit row (read-only)."""
+    con = sqlite3.connect(f"file:{home / 'audit.sqlite'}?mode=ro", uri=True)
+    try:
+        return {r[0]: r[1] for r in con.execute("SELECT request_id, outcome FROM audit")}
+    finally:
+        con.close()
+
+
+def part_kill(args: argparse.Namespace) -> dict[str, Any]:
+    hadms = units(args.home, 64)
+    delivered: list[str] = []
+    print("[kill] fake model, 32 clients explaining; SIGKILL after 5 s", flush=True)
+    with server(args.home, "fake", args.port) as proc:
+        url = f"http://127.0.0.1:{args.port}"
+        killer = threading.Timer(5.0, proc.kill)
+        killer.start()
+        row = load(
+            url,
+            "/v1/explain",
+            hadms,
+            32,
+            seconds=8,
+            timeout=10,
+            on_ok=lambda r: delivered.append(r.headers["X-Request-ID"]),
+        )
+        proc.wait(30)
+    audited = audit_ids(args.home)
+    missing = [rid for rid in delivered if audited.get(rid) != "delivered"]
+    print(
+        f"  {len(delivered)} answers received before the kill, {len(missing)} without their "
+        f"audit row (target 0: {'MET' if not missing else 'MISSED'}); {row['codes']}",
+        flush=True,
+    )
+    return {"delivered": len(delivered), "missing": len(missing), "codes": row["codes"]}
+
+
+def part_local(args: argparse.Namespace) -> dict[str, Any]:
+    hadms = units(args.home, 16)
+    rows = []
+    print("[local] packaged local model behind the queue, one request per client", flush=True)
+    with server(args.home, "local", args.port):
+        url = f"http://127.0.0.1:{args.port}"
+        for c in (1, 3, 6):
+            row = load(url, "/v1/explain", hadms, c, per_client=1, timeout=600)
+            show(row)
+            rows.append(row)
+    return {"rows": rows}
+
+
+def part_drop(args: argparse.Namespace) -> dict[str, Any]:
+    hadm = units(args.home, 1)[0]
+    print("[drop] a stream dropped after its first token (local model)", flush=True)
+    with server(args.home, "local", args.port):
+        url = f"http://127.0.0.1:{args.port}"
+        body = {"task": "readmission", "hadm_id": hadm}
+        with httpx.stream("POST", f"{url}/v1/explain/stream", json=body, headers=AUTH) as s:
+            rid = s.headers["X-Request-ID"]
+            for line in s.iter_lines():
+                if line.startswith("event: token"):
+                    break
+        dropped = time.perf_counter()
+        while audit_ids(args.home).get(rid) is None and time.perf_counter() - dropped < 60:
+            time.sleep(0.02)
+        stopped_s = time.perf_counter() - dropped
+        outcome = audit_ids(args.home).get(rid)
+    print(
+        f"  generation recorded as {outcome!r} {stopped_s:.2f} s after the drop (target < 1 s: "
+        f"{'MET' if outcome == 'cancelled' and stopped_s < 1 else 'MISSED'})",
+        flush=True,
+    )
+    return {"outcome": outcome, "stopped_s": stopped_s}
+
+
+def part_flood(args: argparse.Namespace) -> dict[str, Any]:
+    hadms = units(args.home, 45)
+    health: list[float] = []
+    done = threading.Event()
+    print("[flood] 45 explanations at once from one key (local model), /health polled", flush=True)
+    with server(args.home, "local", args.port):
+        url = f"http://127.0.0.1:{args.port}"
+
+        def poll() -> None:
+            with httpx.Client(timeout=10) as c:
+                while not done.is_set():
+                    t = time.perf_counter()
+                    c.get(f"{url}/health")
+                    health.append((time.perf_counter() - t) * 1000)
+                    time.sleep(0.05)
+
+        prober = threading.Thread(target=poll)
+        prober.start()
+        row = load(url, "/v1/explain", hadms, 45, per_client=1, timeout=5)
+        time.sleep(2)  # the clients that gave up: their work must stop too
+        done.set()
+        prober.join()
+    p50, p95 = summary(health)
+    print(
+        f"  {row['codes']}; /health p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(health)} "
+        f"polls (target p95 < 50 ms: {'MET' if p95 < 50 else 'MISSED'})",
+        flush=True,
+    )
+    return {"codes": row["codes"], "health_p50_ms": p50, "health_p95_ms": p95}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument(
+        "--part",
+        choices=["throughput", "kill", "local", "drop", "flood", "all"],
+        default="all",
+    )
+    ap.add_argument("--home", type=Path, default=Path(os.environ.get("SAFELLM_HOME", ".safellm")))
+    ap.add_argument("--seconds", type=float, default=10.0, help="throughput: per level")
+    ap.add_argument("--port", type=int, default=8931)
+    ap.add_argument("--out", type=Path, default=ROOT / ".safellm" / "bench" / "api_bench.json")
+    args = ap.parse_args(argv)
+    args.home = args.home.resolve()
+    (ROOT / ".safellm" / "bench").mkdir(parents=True, exist_ok=True)
+    parts = ["throughput", "kill", "local", "drop", "flood"] if args.part == "all" else [args.part]
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for part in parts:
+        done[part] = globals()[f"part_{part}"](args)
+        print()
+    args.out.write_text(json.dumps(done, indent=2, default=str) + "\n")
+    print(f"figures written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
