@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Security
@@ -142,10 +143,15 @@ CSP_CHAT = "frame-ancestors 'none'"
 
 
 def mount_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the installed swagger-ui-bundle package (no CDN)."""
-    from swagger_ui_bundle import swagger_ui_path
+    """Swagger UI (5.x, which reads OpenAPI 3.1) at /docs from the files of the installed
+    swagger-ui-py package (no CDN; the package itself is not imported)."""
+    import importlib.util
 
-    app.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("Swagger UI's files are missing: pip install swagger-ui-py")
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    app.mount("/docs/static", StaticFiles(directory=str(static)), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -274,7 +280,7 @@ def create_app(
         description="Clinical risk predictions explained by an LLM under guards that check every "
         "claim against the model's Facts.",
         lifespan=lifespan,
-        docs_url=None,  # served below from the installed swagger-ui-bundle, not a CDN
+        docs_url=None,  # served below from the installed swagger-ui-py, not a CDN
         redoc_url=None,
     )
     mount_docs(app)

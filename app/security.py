@@ -7,6 +7,7 @@ import hmac
 import threading
 import time
 from collections import deque
+from typing import Any
 
 
 def key_id(key: str) -> str:
@@ -96,3 +97,50 @@ class LoginThrottle:
     def succeeded(self, who: str) -> None:
         with self._lock:
             self._failed.pop(who, None)
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose next request's headers are not
+    complete `seconds` after it opened or after its last response (a slow-headers client
+    otherwise holds the connection as long as it likes: any data it sends disarms uvicorn's
+    keep-alive timer)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        _header_timer: Any = None
+        _waiting_after: Any = None  # the request cycle before the awaited one
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._waiting_after = self.cycle
+            self._header_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self.cycle is self._waiting_after and not self.transport.is_closing():
+                self.transport.close()  # no new request began: its headers never came
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not self._waiting_after:  # a request's headers are complete
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11

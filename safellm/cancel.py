@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from safellm.errors import Cancelled
+
+_current = threading.local()
 
 
 class CancelToken:
@@ -43,3 +47,35 @@ class CancelToken:
         if reason is not None:
             what = "its deadline passed" if reason == "timed_out" else "its client left"
             raise Cancelled(f"the request was given up: {what}", reason)
+
+
+@contextmanager
+def cancelling(token: CancelToken) -> Iterator[None]:
+    """Make `token` the one `check_current` looks at on this thread, for the `with` block (a
+    model's own loops, such as a local model's prompt evaluation, check it)."""
+    before = getattr(_current, "token", None)
+    _current.token = token
+    try:
+        yield
+    finally:
+        _current.token = before
+
+
+def check_current() -> None:
+    """Raise `Cancelled` when the work on this thread was given up (nothing when no token)."""
+    token = getattr(_current, "token", None)
+    if token is not None:
+        token.check()
+
+
+def cancelled_in(exc: BaseException) -> Cancelled | None:
+    """The `Cancelled` that `exc` is, or was raised while handling (a library that wraps what a
+    callback raised keeps it as the cause or context), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, Cancelled):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="An explanation request's LLM work stops after this long (503 "
         "deadline_exceeded); it also stops when its client leaves.",
     )
+    api_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not complete this long after it "
+        "opened is closed.",
+    )
     api_shutdown_s: int = Field(
         default=10, ge=1, le=600, description="At most this long to finish requests on shutdown."
     )

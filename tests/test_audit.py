@@ -151,7 +151,7 @@ def test_an_untouched_chain_verifies_across_restarts(tmp_path: Path) -> None:
             [
                 "INSERT INTO audit SELECT 5, at, key_id, route, task, subject_id, hadm_id, "
                 "icustay_id, risk_model, prompt, policy, llm, guard_passed, fallback_used, "
-                "attempts, violations, latency_ms, answer_sha256, question_sha256, request_id, "
+                "attempts, violations, latency_ms, answer_sha256, question_sha256, request_id, outcome, "
                 "prev_hash, row_hash FROM audit WHERE id = 4"
             ],
             "row 5: does not follow row 4",

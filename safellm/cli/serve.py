@@ -24,6 +24,7 @@ def serve(
 
     # the web front end sits beside the CLI on the top layer (safellm/README.md)
     from app.api import create_app
+    from app.security import header_timeout_protocol
 
     s = settings()
     if not s.api_keys:
@@ -51,6 +52,7 @@ def serve(
         proxy_headers=bool(s.api_trusted_proxies),
         forwarded_allow_ips=",".join(s.api_trusted_proxies) or "",
         timeout_graceful_shutdown=s.api_shutdown_s,
+        http=header_timeout_protocol(s.api_header_timeout_s),
     )
 
 

@@ -15,6 +15,7 @@ import re
 import time
 from typing import Any
 
+from safellm.cancel import cancelled_in
 from safellm.errors import (
     ContextOverflowError,
     LLMError,
@@ -222,6 +223,9 @@ class LiteLLMChatModel:
         except SafeLLMError:  # ours (an LLMError, or the sink's Cancelled): as it is
             raise
         except Exception as exc:
+            given_up = cancelled_in(exc)  # raised in a local model's loop, wrapped by LiteLLM
+            if given_up is not None:
+                raise given_up from None
             raise map_error(exc, self.model, self.timeout_s) from exc
         if not text.strip():
             raise LLMResponseError(f"model {self.model}: empty answer (finish reason {finish})")

@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safellm.errors import ConfigError, ModelIntegrityError, ModelNotInstalledError
+from safellm.cancel import check_current
+from safellm.errors import Cancelled, ConfigError, ModelIntegrityError, ModelNotInstalledError
 from safellm.fsutil import atomic_write_text
 from safellm.llm.base import ChatRequest, unknown_model
 from safellm.llm.kvstate import StateCache, common_prefix
@@ -409,6 +410,12 @@ class LlamaEngine:
             keep = fixed
         for start, end in itertools.pairwise([*starts, len(tokens)]):
             if start >= keep:  # the last piece is the last token alone, as a decoding step
+                if start > keep:
+                    try:  # given up (the client left): stop at this piece's start
+                        check_current()
+                    except Cancelled:
+                        self._prompt_len = start  # what is evaluated: whole pieces of it
+                        raise
                 llm.eval(tokens[start:end])
         self._prompt_len = len(tokens)
         self.last_stats = {

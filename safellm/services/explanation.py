@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from safellm.audit import AuditLog, AuditRecord, now, sha256
-from safellm.cancel import CancelToken
+from safellm.cancel import CancelToken, cancelling
 from safellm.config import Settings
 from safellm.data import notes as notes_io
 from safellm.errors import Cancelled, SafeLLMError, UnknownPatientError, UserInputError
@@ -155,7 +155,8 @@ class CancellableModel:
             if on_token is not None:
                 on_token(text)
 
-        response = self.model.chat(request, on_token=sink)
+        with cancelling(self.token):  # also checked between a local model's prompt pieces
+            response = self.model.chat(request, on_token=sink)
         self.token.check()
         return response
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,7 @@ def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) 
         "SAFELLM_GUARD_JUDGE": "false",
         "NO_COLOR": "1",
         "COLUMNS": "200",
+        "SAFELLM_API_HEADER_TIMEOUT_S": "2",
     }
     env.pop("SAFELLM_API_KEYS", None)
     log = tmp_path / "serve.log"
@@ -57,6 +60,22 @@ def test_serve_prints_a_key_that_opens_the_api(demo_home: Path, tmp_path: Path) 
         assert httpx.get(f"{url}/chat/").status_code == 200
         leaky = httpx.get(f"{url}/v1/patients?task=readmission&api_key=sk-in-the-query")
         assert leaky.status_code == 401
+        # a client that never finishes its headers is cut off (SAFELLM_API_HEADER_TIMEOUT_S=2)
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+            raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+            t = time.monotonic()
+            assert raw.recv(1024) == b"" and time.monotonic() - t < 6
+        # X-Forwarded-For is not trusted (no SAFELLM_API_TRUSTED_PROXIES): a client cannot
+        # dodge the sign-in throttle by claiming other addresses
+        codes = [
+            httpx.post(
+                f"{url}/chat/login",
+                data={"username": f"u{i}", "password": "wrong"},
+                headers={"X-Forwarded-For": f"10.9.9.{i}"},
+            ).status_code
+            for i in range(6)
+        ]
+        assert codes == [400] * 5 + [429]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

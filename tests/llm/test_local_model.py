@@ -55,36 +55,57 @@ def test_local_judge_tells_supported_from_invented(tmp_path: Path) -> None:
     assert 0.0 <= no < 0.42 <= yes <= 1.0
 
 
-def test_a_cancelled_generation_stops_and_frees_the_model(demo_home: Path) -> None:
-    """Cancelled once its first sentence is shown, a local generation stops at its next token
-    and leaves the engine free: the next request is answered (no lock left held by the
-    abandoned stream)."""
+def test_a_cancelled_generation_stops_frees_the_model_and_changes_no_later_answer(
+    demo_home: Path,
+) -> None:
+    """Cancelled during its prompt's evaluation, a local generation stops at the next piece
+    (seconds, not the whole prompt); cancelled once its first sentence is shown, at its next
+    token; the engine is free afterwards, and the answer that follows is the one a fresh engine
+    gives (a partly evaluated prompt is reused in whole pieces only)."""
     import threading
+    import time
 
     from safellm.cancel import CancelToken
     from safellm.errors import Cancelled
+    from safellm.llm.local import engine
     from safellm.services.explanation import Caller
 
     settings = Settings(home=demo_home, guard_judge=False, prefetch=False)
     service = ExplanationService(settings)
     facts = service.facts("readmission", first_hadm(demo_home))
+    eng = engine(service.model("local").spec)  # type: ignore[attr-defined]
+    caller = Caller("k", "/test")
+
+    eng.reset(states=True)  # the whole patient part to evaluate: ~20 s here
+    token, seen = CancelToken(), []
+    threading.Timer(2.0, token.cancel).start()
+    started = time.perf_counter()
+    with pytest.raises(Cancelled):
+        service.explain_facts(facts, caller=caller, on_token=seen.append, cancel=token)
+    assert time.perf_counter() - started < 10 and seen == []
+
     token, seen = CancelToken(), []
 
-    def on_token(text: str) -> None:
+    def first_sentence_then_leave(text: str) -> None:
         seen.append(text)
         token.cancel()
 
     with pytest.raises(Cancelled):
-        service.explain_facts(facts, caller=Caller("k", "/test"), on_token=on_token, cancel=token)
+        service.explain_facts(
+            facts, caller=caller, on_token=first_sentence_then_leave, cancel=token
+        )
     assert len(seen) == 1  # the first sentence only: the rest was never generated
-    done = threading.Event()
-    result: list[str] = []
+
+    done, texts = threading.Event(), []
 
     def again() -> None:
-        result.append(service.explain_facts(facts, caller=Caller("k", "/test")).rationale.text)
+        texts.append(service.explain_facts(facts, caller=caller).rationale.text)
         done.set()
 
     threading.Thread(target=again, daemon=True).start()
     assert done.wait(240), "the model stayed busy after a cancelled generation"
-    assert "[F1]" in result[0]
-    assert [r.outcome for r in service.audit.records()][-2:] == ["cancelled", "delivered"]
+    eng.reset(states=True)
+    fresh = service.explain_facts(facts, caller=caller).rationale.text
+    assert "[F1]" in fresh and texts == [fresh]
+    outcomes = [r.outcome for r in service.audit.records()][-4:]
+    assert outcomes == ["cancelled", "cancelled", "delivered", "delivered"]
