@@ -30,6 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -235,6 +236,99 @@ class BodyLimit:
             await too_big(scope, receive, send)
 
 
+class AccessLog:
+    """A request id (`X-Request-ID`) and the security headers on every response, one JSON access
+    line per request when it ends. Plain ASGI (no task or body copy per request); an exception
+    that escapes the app becomes a 500 with the request id, its type logged, never its text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex[:12]
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        path, started, status = scope["path"], time.perf_counter(), 0
+
+        async def marked(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+                headers = MutableHeaders(scope=msg)
+                headers["X-Request-ID"] = rid
+                security_headers(path, headers)
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, marked)
+        except Exception as exc:
+            log.error("request=%s failed: %s", rid, type(exc).__name__)
+            if status:  # the answer is under way: nothing more can be said
+                raise
+            crash = error(
+                500, "internal_error", "internal error; the request id is in X-Request-ID"
+            )
+            await crash(scope, receive, marked)
+        finally:
+            access.info(
+                access_line(
+                    event="request",
+                    request_id=rid,
+                    method=scope["method"],
+                    route=path,
+                    status=status,
+                    key=state.get("key_id"),
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                    guard=state.get("guard"),
+                )
+            )
+
+
+class SignInThrottle:
+    """The chat's sign-in (`POST /chat/login`), per client address: after a few failures each
+    next try waits longer (429 with Retry-After until then)."""
+
+    def __init__(self, app: ASGIApp, logins: LoginThrottle) -> None:
+        self.app, self.logins = app, logins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"].rstrip("/") != "/chat/login"
+        ):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        who = "client:" + (client[0] if client else "-")
+        wait = self.logins.wait(who)
+        if wait > 0:
+            refusal = error(
+                429,
+                "too_many_sign_ins",
+                "too many failed sign-ins from this client; try again later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+            await refusal(scope, receive, send)
+            return
+        status = 0
+
+        async def seen(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        await self.app(scope, receive, seen)
+        if status == 200:
+            self.logins.succeeded(who)
+        else:
+            self.logins.failed(who)
+
+
 # ---------------------------------------------------------------------------------------- app
 def create_app(
     settings: Settings | None = None,
@@ -261,8 +355,14 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         svc = state["service"]
         svc.audit  # noqa: B018 - the audit trail is opened (and created) at start-up
-        for task in state["tasks"]:  # models, data and risks loaded once, here
+        for task in state["tasks"]:  # models, data, risks and row index loaded once, here
             svc.risks(task)
+            svc.row_index(task)
+        if state["tasks"]:  # the note embedder too: not in the first questions' time
+            try:
+                svc.embedder.embed(["warm-up"])
+            except SafeLLMError as exc:
+                log.warning("note embedder not ready: %s", type(exc).__name__)
         try:
             svc.guard  # noqa: B018 - the policy is validated at start-up
             svc.model()
@@ -292,48 +392,9 @@ def create_app(
     )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Any) -> Any:
-        rid = uuid.uuid4().hex[:12]
-        request.state.request_id = rid
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        security_headers(request.url.path, response.headers)
-        access.info(
-            access_line(
-                event="request",
-                request_id=rid,
-                method=request.method,
-                route=request.url.path,
-                status=response.status_code,
-                key=getattr(request.state, "key_id", None),
-                ms=round((time.perf_counter() - started) * 1000, 1),
-                guard=getattr(request.state, "guard", None),
-            )
-        )
-        return response
-
-    @app.middleware("http")
-    async def slow_failed_sign_ins(request: Request, call_next: Any) -> Any:
-        """The chat's sign-in, per client: after a few failures each next try waits longer."""
-        if request.method != "POST" or request.url.path.rstrip("/") != "/chat/login":
-            return await call_next(request)
-        who = "client:" + (request.client.host if request.client else "-")
-        wait = logins.wait(who)
-        if wait > 0:
-            return error(
-                429,
-                "too_many_sign_ins",
-                "too many failed sign-ins from this client; try again later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        response = await call_next(request)
-        if response.status_code == 200:
-            logins.succeeded(who)
-        else:
-            logins.failed(who)
-        return response
+    # outermost first: the access log sees every answer, the sign-in throttle's refusals included
+    app.add_middleware(SignInThrottle, logins=logins)
+    app.add_middleware(AccessLog)
 
     # ------------------------------------------------------------------------------- errors
     @app.exception_handler(SafeLLMError)
@@ -387,15 +448,8 @@ def create_app(
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "request=%s failed: %s", getattr(request.state, "request_id", "-"), type(exc).__name__
-        )
-        return error(500, "internal_error", "internal error; the request id is in X-Request-ID")
-
     # --------------------------------------------------------------------------------- auth
-    def require_key(
+    async def require_key(
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     ) -> str:
@@ -458,15 +512,14 @@ def create_app(
         }
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, tags=["risk"])
-    def predict(body: UnitRequest, key: Key) -> PredictResponse:
+    async def predict(body: UnitRequest, key: Key) -> PredictResponse:
+        # on the event loop: an index lookup in risks computed at start-up, no thread hop
         check_ready(body.task)
-        row = svc().unit(body.task, body.hadm_id, body.icustay_id)
-        risks = svc().risks(body.task)
-        hit = risks.loc[row.name]
+        risk, band = svc().risk_of(body.task, body.hadm_id, body.icustay_id)
         response = PredictResponse(
             task=body.task,
-            risk=float(hit["risk"]),
-            band=str(hit["band"]),
+            risk=risk,
+            band=band,
             model_version=svc().explainer(body.task).version,
         )
         # an explanation of this patient often follows: prefill its prompt (in the background)
@@ -513,7 +566,9 @@ def create_app(
     async def explain(body: ExplainRequest, key: Key, request: Request) -> Explanation:
         check_ready(body.task)
         ask = Ask(body.question, chosen_model(body.model))
-        svc().queue.check(key)  # a full queue refuses at once, holding no worker thread
+        # the place in the queue first: a full queue refuses at once, before any Facts are made
+        # and holding no worker thread
+        place = svc().queue.reserve(key)
         token = watched(request)
         caller = Caller(key, "/v1/explain", request.state.request_id)
         work = asyncio.ensure_future(
@@ -526,6 +581,7 @@ def create_app(
                     ask=ask,
                     fallback=True,
                     cancel=token,
+                    place=place,
                 )
             )
         )
@@ -546,12 +602,16 @@ def create_app(
     async def explain_stream(body: ExplainRequest, key: Key, request: Request) -> StreamingResponse:
         check_ready(body.task)
         ask = Ask(body.question, chosen_model(body.model))
-        # a full queue refuses at once; Facts (and a 404 for an unknown patient) before the
-        # stream starts
-        svc().queue.check(key)
-        facts = await run_in_threadpool(
-            svc().facts, body.task, body.hadm_id, body.icustay_id, body.question
-        )
+        # the place in the queue first (a full queue refuses at once), then the Facts (and a
+        # 404 for an unknown patient) before the stream starts
+        place = svc().queue.reserve(key)
+        try:
+            facts = await run_in_threadpool(
+                svc().facts, body.task, body.hadm_id, body.icustay_id, body.question
+            )
+        except BaseException:
+            svc().queue.release(place)
+            raise
         token = watched(request)
         events = svc().stream(
             facts,
@@ -559,6 +619,7 @@ def create_app(
             ask=ask,
             cancel=token,
             tick_s=WATCH_S,
+            place=place,
         )
         rid, started = request.state.request_id, time.perf_counter()
 

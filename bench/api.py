@@ -6,8 +6,8 @@ driven by real HTTP clients (httpx, one per client thread).
 - `throughput` (fake model, a queue with room for all clients): `/v1/predict` and `/v1/explain`
   at concurrency 1, 8 and 32 for `--seconds` each: requests/s, p50/p95 latency, errors. Target: predict >= 300 req/s at
   concurrency 8, no errors at any level.
-- `kill` (fake model): 32 clients explaining; the server is killed (SIGKILL) mid-load: every
-  answer a client received must have its audit row (by request id).
+- `kill` (fake model): 32 clients explaining; the server is killed (SIGKILL) mid-load, once 10
+  answers have arrived: every answer a client received must have its audit row (by request id).
 - `local` (the packaged local model, behind the queue): `/v1/explain` at concurrency 1, 3, 6,
   one request per client: latencies, and how many were refused (503) by the queue's bound or
   the key's share.
@@ -105,9 +105,11 @@ def load(
     per_client: int | None = None,
     timeout: float = 120.0,
     on_ok: Callable[[httpx.Response], None] | None = None,
+    halt: threading.Event | None = None,
 ) -> dict[str, Any]:
     """`concurrency` client threads posting to `route` (for `seconds`, or `per_client` times
-    each): requests/s, latency p50/p95 (ms, answered requests), status counts, errors."""
+    each, or until `halt` is set): requests/s, latency p50/p95 (ms, answered requests), status
+    counts, errors."""
     lat: list[float] = []
     codes: dict[str, int] = {}
     lock = threading.Lock()
@@ -116,8 +118,10 @@ def load(
     def client(i: int) -> None:
         with httpx.Client(timeout=timeout) as c:
             n = 0
-            while (stop is None or time.monotonic() < stop) and (
-                per_client is None or n < per_client
+            while (
+                (stop is None or time.monotonic() < stop)
+                and (per_client is None or n < per_client)
+                and not (halt is not None and halt.is_set())
             ):
                 body = {"task": "readmission", "hadm_id": hadms[(i + n) % len(hadms)]}
                 t = time.perf_counter()
@@ -171,6 +175,7 @@ def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
     with server(args.home, "fake", args.port, **ROOMY):
         url = f"http://127.0.0.1:{args.port}"
         load(url, "/v1/predict", hadms, 4, seconds=2)  # warm-up
+        load(url, "/v1/explain", hadms, 1, per_client=2)  # the first answers load the embedder
         for route in ("/v1/predict", "/v1/explain"):
             for c in (1, 8, 32):
                 row = load(url, route, hadms, c, seconds=args.seconds)
@@ -199,27 +204,42 @@ def audit_ids(home: Path) -> dict[str, str]:
 def part_kill(args: argparse.Namespace) -> dict[str, Any]:
     hadms = units(args.home, 64)
     delivered: list[str] = []
-    print("[kill] fake model, 32 clients explaining; SIGKILL after 5 s", flush=True)
+    print(
+        "[kill] fake model, 32 clients explaining; SIGKILL once 10 answers have arrived",
+        flush=True,
+    )
     with server(args.home, "fake", args.port, **ROOMY) as proc:
         url = f"http://127.0.0.1:{args.port}"
         load(url, "/v1/explain", hadms, 2, per_client=2)  # warm-up: the first answers load more
-        killer = threading.Timer(5.0, proc.kill)
+
+        def kill_mid_load() -> None:
+            deadline = time.monotonic() + 120
+            while len(delivered) < 10 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # more answers on their way: some cut off mid-write
+            proc.kill()
+            killed.set()
+
+        killed = threading.Event()
+        killer = threading.Thread(target=kill_mid_load, daemon=True)
         killer.start()
         row = load(
             url,
             "/v1/explain",
             hadms,
             32,
-            seconds=8,
-            timeout=10,
+            seconds=150,
+            timeout=60,
             on_ok=lambda r: delivered.append(r.headers["X-Request-ID"]),
+            halt=killed,
         )
         proc.wait(30)
     audited = audit_ids(args.home)
     missing = [rid for rid in delivered if audited.get(rid) != "delivered"]
     print(
         f"  {len(delivered)} answers received before the kill, {len(missing)} without their "
-        f"audit row (target 0: {'MET' if not missing else 'MISSED'}); {row['codes']}",
+        f"audit row (target 0: {'MET' if delivered and not missing else 'MISSED'}); "
+        f"{row['codes']}",
         flush=True,
     )
     return {"delivered": len(delivered), "missing": len(missing), "codes": row["codes"]}

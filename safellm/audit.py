@@ -25,6 +25,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,13 +171,17 @@ class AuditLog:
         there is none)."""
         if self._key is None:
             if not self.key_path.is_file():
+                # written whole to a private temporary file, then linked into place: a reader
+                # (another thread or process) sees no key file or a complete one, never a part
+                tmp = self.key_path.with_name(f".{self.key_path.name}.{secrets.token_hex(8)}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:  # another process made it first
-                    pass
-                else:
                     with os.fdopen(fd, "w") as fh:
                         fh.write(secrets.token_hex(32) + "\n")
+                    with suppress(FileExistsError):  # another one made it first: theirs counts
+                        os.link(tmp, self.key_path)
+                finally:
+                    tmp.unlink(missing_ok=True)
             text = self.key_path.read_text(encoding="utf-8").strip()
             if len(text) < 32:
                 raise ConfigError(f"the audit key file {self.key_path} is empty or truncated")

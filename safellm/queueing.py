@@ -5,6 +5,11 @@ slot, with a bound on how many may wait.
     with queue.enter(on_position=lambda ahead: print(ahead, "ahead")):
         ...  # the model work; one block at a time, in the order the callers arrived
 
+A caller that must prepare its work first (the Facts of a question) reserves its place before
+(`reserve`), so that a crowd arriving at once is refused before any of it is prepared, and then
+hands the place to `enter(place=...)`; an unused place is given back with `release`, or lapses
+after `hold_s`.
+
 A plain `threading.Lock` wakes waiters in no particular order; here each caller holds a ticket in
 a deque and only the ticket at its head may take the free slot. A caller that finds
 `max_waiting` tickets waiting already gets `QueueFullError`, with a Retry-After estimate from a
@@ -30,12 +35,17 @@ CANCEL_POLL_S = 0.25  # how often a waiting caller looks at its cancel token
 
 
 class _Ticket:
-    """One caller's place in the queue (compared by identity), and whose it is."""
+    """One caller's place in the queue (compared by identity), whose it is, and until when a
+    reserved place is kept (`reserve`)."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("expires", "owner")
 
-    def __init__(self, owner: str | None = None) -> None:
+    def __init__(self, owner: str | None = None, expires: float = math.inf) -> None:
         self.owner = owner
+        self.expires = expires
+
+
+Place = _Ticket  # what `reserve` gives and `enter(place=...)` / `release` take
 
 
 class FairQueue:
@@ -65,12 +75,14 @@ class FairQueue:
         self._cond = threading.Condition()
         self._waiting: deque[_Ticket] = deque()
         self._serving: _Ticket | None = None
+        self._reserved: list[_Ticket] = []  # places held by callers still preparing their work
 
     # ------------------------------------------------------------------------------- state
     def idle(self) -> bool:
-        """Whether no one is served and no one waits."""
+        """Whether no one is served, waits or holds a reserved place."""
         with self._cond:
-            return self._serving is None and not self._waiting
+            self._lapse()
+            return self._serving is None and not self._waiting and not self._reserved
 
     def waiting(self) -> int:
         """How many callers wait (the one being served not counted)."""
@@ -98,6 +110,7 @@ class FairQueue:
         timed: bool = True,
         cancel: CancelToken | None = None,
         owner: str | None = None,
+        place: Place | None = None,
     ) -> Iterator[None]:
         """Hold the slot for the `with` block, once every earlier caller has had it.
 
@@ -107,10 +120,15 @@ class FairQueue:
         once hears nothing. `timed=False` keeps the block out of the service-time average (work
         that returns before it is done, such as a prefetch). The slot is released however the
         block ends. A set `cancel` token takes a waiting caller out of the queue (`Cancelled`).
-        An `owner` that holds `per_owner` places already gets `QueueFullError` at once too."""
-        ticket = _Ticket(owner)
+        An `owner` that holds `per_owner` places already gets `QueueFullError` at once too. A
+        `place` from `reserve` (not yet lapsed or released) is taken without those checks."""
         with self._cond:
-            self._refuse_if_full(owner)
+            if place is not None and place in self._reserved:
+                self._reserved.remove(place)
+                ticket = place
+            else:
+                ticket = _Ticket(owner if place is None else place.owner)
+                self._refuse_if_full(ticket.owner)
             self._waiting.append(ticket)
         try:
             waited = self._wait_for_turn(ticket, on_position, cancel)
@@ -142,7 +160,8 @@ class FairQueue:
         never make a caller wait behind more than itself."""
         ticket = _Ticket()
         with self._cond:
-            if self._serving is not None or self._waiting:
+            self._lapse()
+            if self._serving is not None or self._waiting or self._reserved:
                 got = False
             else:
                 self._serving, got = ticket, True
@@ -156,18 +175,40 @@ class FairQueue:
                 self._serving = None
                 self._cond.notify_all()
 
-    def check(self, owner: str | None = None) -> None:
-        """Raise the `QueueFullError` that `enter(owner=owner)` would raise now, if any: a
-        caller refuses at once, before preparing work it could not hand over."""
+    def reserve(self, owner: str | None = None, hold_s: float = 60.0) -> Place:
+        """A place in the queue for work still being prepared, counted at once against the
+        bound and the owner's share (`QueueFullError` as `enter` would raise it): hand it to
+        `enter(place=...)`, or give it back with `release`. Unused, it lapses after `hold_s`."""
         with self._cond:
             self._refuse_if_full(owner)
+            place = _Ticket(owner, time.monotonic() + hold_s)
+            self._reserved.append(place)
+            return place
+
+    def release(self, place: Place | None) -> None:
+        """Give back a reserved place that will not be used (nothing if it was used, lapsed or
+        released already)."""
+        if place is None:
+            return
+        with self._cond:
+            if place in self._reserved:
+                self._reserved.remove(place)
+                self._cond.notify_all()
 
     # ----------------------------------------------------------------------------- helpers
+    def _lapse(self) -> None:
+        """Drop reserved places past their time (their caller never came back)."""
+        if self._reserved:
+            now = time.monotonic()
+            self._reserved = [p for p in self._reserved if p.expires > now]
+
     def _refuse_if_full(self, owner: str | None) -> None:
-        if (self._serving is not None or self._waiting) and len(self._waiting) >= self.max_waiting:
+        self._lapse()
+        queued = len(self._waiting) + len(self._reserved)
+        if (self._serving is not None or queued) and queued >= self.max_waiting:
             raise self._full()
         if owner is not None and self.per_owner:
-            held = [t for t in (self._serving, *self._waiting) if t is not None]
+            held = [t for t in (self._serving, *self._waiting, *self._reserved) if t is not None]
             mine = sum(t.owner == owner for t in held)
             if mine >= self.per_owner:
                 raise QueueFullError(
@@ -178,7 +219,7 @@ class FairQueue:
                 )
 
     def _estimate_s(self) -> int:
-        return max(1, math.ceil(self._avg_s * (len(self._waiting) + 1)))
+        return max(1, math.ceil(self._avg_s * (len(self._waiting) + len(self._reserved) + 1)))
 
     def _ahead(self, ticket: _Ticket) -> int:
         return self._waiting.index(ticket) + (self._serving is not None)
@@ -207,7 +248,7 @@ class FairQueue:
             reported = ahead
 
     def _full(self) -> QueueFullError:
-        n, wait_s = len(self._waiting), self._estimate_s()
+        n, wait_s = len(self._waiting) + len(self._reserved), self._estimate_s()
         busy = (
             f"{n} question{'s are' if n != 1 else ' is'} waiting"
             if n

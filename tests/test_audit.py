@@ -215,3 +215,37 @@ def test_a_trail_from_before_chaining_opens_and_chains_on(tmp_path: Path) -> Non
     check = log.verify()
     assert check.intact and (check.rows, check.chained) == (2, 1), check.problems
     assert [r.row_hash is None for r in log.records()] == [True, False]
+
+
+def test_the_key_file_made_by_racing_writers_is_whole_and_the_same_for_all(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The first appends of a new trail, at once from several threads (a crowd of questions
+    on a fresh server): one key file, complete before anyone reads it, the same key for all."""
+    import threading
+
+    for round_ in range(20):
+        path = tmp_path / f"r{round_}" / "audit.sqlite"
+        logs = [AuditLog(path) for _ in range(8)]
+        start = threading.Barrier(len(logs))
+        keys: list[bytes] = []
+        errors: list[Exception] = []
+
+        def read(
+            log: AuditLog,
+            start: threading.Barrier = start,
+            keys: list[bytes] = keys,
+            errors: list[Exception] = errors,
+        ) -> None:
+            start.wait()
+            try:
+                keys.append(log.key)
+            except Exception as exc:  # the race's failure, reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=(log,)) for log in logs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(set(keys)) == 1 and len(keys[0]) == 64
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []

@@ -225,3 +225,59 @@ def test_one_key_holds_at_most_its_share_and_others_still_get_in() -> None:
     for t in threads:
         t.join(TIMEOUT_S)
     assert q.idle()
+
+
+def test_reserved_places_count_against_the_bound_and_the_share_before_any_work() -> None:
+    """A crowd that arrives at once is refused while the admitted are still preparing: the
+    places are reserved first (nobody has entered yet, so a mere look at the queue would have
+    let every one of them through)."""
+    q = FairQueue(max_waiting=3, per_owner=2)
+    a1, a2 = q.reserve("a"), q.reserve("a")
+    with pytest.raises(QueueFullError, match="this key has 2 questions"):
+        q.reserve("a")
+    b1 = q.reserve("b")
+    with pytest.raises(QueueFullError, match="at most 3 may wait"):
+        q.reserve("c")
+    assert not q.idle()
+    with q.enter_if_idle() as got:  # optional work does not jump ahead of a reserved question
+        assert not got
+    q.release(b1)
+    q.release(b1)  # twice: nothing more
+    c1 = q.reserve("c")
+    for place in (a1, a2, c1):
+        with q.enter(place=place):
+            pass
+    assert q.idle()
+
+
+def test_a_reserved_place_is_taken_even_when_the_queue_filled_up_meanwhile() -> None:
+    q = FairQueue(max_waiting=1)
+    holder = Holder(q)
+    place = q.reserve("a")  # the one waiting place
+    with pytest.raises(QueueFullError):
+        q.reserve("b")
+    served = threading.Event()
+
+    def run() -> None:
+        with q.enter(place=place):
+            served.set()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    wait_until(lambda: q.waiting() == 1)
+    holder.release()
+    assert served.wait(TIMEOUT_S)
+    t.join(TIMEOUT_S)
+    assert q.idle()
+
+
+def test_an_unused_reservation_lapses() -> None:
+    q = FairQueue(max_waiting=0)
+    q.reserve("a", hold_s=0.05)  # its caller never comes back
+    with pytest.raises(QueueFullError):
+        q.reserve("b")
+    time.sleep(0.1)
+    assert q.idle()
+    late = q.reserve("b")
+    with q.enter(place=late):
+        pass

@@ -42,7 +42,7 @@ from safellm.llm.retrieval import (
     query_for,
     retrieve,
 )
-from safellm.queueing import FairQueue
+from safellm.queueing import FairQueue, Place
 from safellm.rationale import DEFAULT_QUESTION, Explanation, build_request, explain
 from safellm.tasks import TASKS, task_spec
 
@@ -262,33 +262,63 @@ class ExplanationService:
             return self._audit
 
     # ------------------------------------------------------------------------------- patients
-    def unit(
-        self, task: str, hadm_id: int | None = None, icustay_id: int | None = None
-    ) -> pd.Series:
-        """The row of the task table for this admission or ICU stay."""
+    def locate(self, task: str, hadm_id: int | None = None, icustay_id: int | None = None) -> int:
+        """The position, in the task table, of the row of this admission or ICU stay (a lookup
+        in an index built once per task: a prediction does not scan the table)."""
         spec = task_spec(task)
-        frame = self.task_data(task).frame
         if (hadm_id is None) == (icustay_id is None):
             raise UserInputError("give exactly one of hadm_id or icustay_id")
+        by_hadm, by_icu = self.row_index(task)
         if icustay_id is not None:
             if spec.unit != "icustay_id":
                 raise UserInputError(f"task {task} is per admission: give hadm_id, not icustay_id")
-            rows = frame[frame["icustay_id"] == icustay_id]
-            what = f"ICU stay {icustay_id}"
+            rows, what = by_icu.get(icustay_id, []), f"ICU stay {icustay_id}"
         else:
-            rows = frame[frame["hadm_id"] == hadm_id]
-            what = f"admission {hadm_id}"
+            rows, what = by_hadm.get(hadm_id, []), f"admission {hadm_id}"  # type: ignore[arg-type]
             if len(rows) > 1:
-                ids = ", ".join(str(int(i)) for i in rows["icustay_id"])
+                column = self.task_data(task).frame["icustay_id"].to_numpy()
+                ids = ", ".join(str(int(column[i])) for i in rows)
                 raise UserInputError(
                     f"{what} has {len(rows)} ICU stays in the {task} cohort ({ids}): "
                     f"give the icustay_id"
                 )
-        if rows.empty:
+        if not rows:
             raise UnknownPatientError(
                 f"{what} is not in the {task} cohort (see the cohort definitions in the README)"
             )
-        return rows.iloc[0]
+        return rows[0]
+
+    def row_index(self, task: str) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """Row positions of the task table by hadm_id and by icustay_id (built once)."""
+        with self._lock:
+            key = f"index:{task}"
+            if key not in self._tasks:
+                frame = self.task_data(task).frame
+                by_hadm: dict[int, list[int]] = {}
+                by_icu: dict[int, list[int]] = {}
+                for i, h in enumerate(frame["hadm_id"].to_numpy()):
+                    by_hadm.setdefault(int(h), []).append(i)
+                if "icustay_id" in frame:
+                    for i, u in enumerate(frame["icustay_id"].to_numpy(dtype=float)):
+                        if u == u:  # not NaN
+                            by_icu.setdefault(int(u), []).append(i)
+                self._tasks[key] = (by_hadm, by_icu)
+            return self._tasks[key]
+
+    def unit(
+        self, task: str, hadm_id: int | None = None, icustay_id: int | None = None
+    ) -> pd.Series:
+        """The row of the task table for this admission or ICU stay."""
+        return self.task_data(task).frame.iloc[self.locate(task, hadm_id, icustay_id)]
+
+    def risk_of(
+        self, task: str, hadm_id: int | None = None, icustay_id: int | None = None
+    ) -> tuple[float, str]:
+        """The predicted risk and band of one unit (the cached `risks`, by position)."""
+        pos = self.locate(task, hadm_id, icustay_id)
+        self.risks(task)
+        risk, bands = self._tasks[f"risk_by_row:{task}"]
+        return float(risk[pos]), str(bands[pos])
 
     def facts(
         self,
@@ -335,6 +365,7 @@ class ExplanationService:
                 frame = td.frame[["subject_id", "hadm_id", "icustay_id"]].copy()
                 frame["risk"] = risk
                 frame["band"] = [band_for(float(r), ex.bands) for r in risk]
+                self._tasks[f"risk_by_row:{task}"] = (frame["risk"].to_numpy(), list(frame["band"]))
                 self._tasks[key] = frame.sort_values("risk", ascending=False, kind="stable")
             return self._tasks[key]
 
@@ -368,14 +399,25 @@ class ExplanationService:
         on_token: TokenSink | None = None,
         fallback: bool = False,
         cancel: CancelToken | None = None,
+        place: Place | None = None,
     ) -> Explanation:
-        """Facts, evidence and the guarded rationale for one unit, audited. A full queue
-        refuses at once, before the Facts are made."""
-        self.queue.check(caller.key_id)
-        facts = self.facts(task, hadm_id, icustay_id, ask.question)
-        return self.explain_facts(
-            facts, caller=caller, ask=ask, on_token=on_token, fallback=fallback, cancel=cancel
-        )
+        """Facts, evidence and the guarded rationale for one unit, audited. The question's
+        place in the queue is reserved before the Facts are made (a full queue refuses at once),
+        unless the caller reserved it already (`place`)."""
+        place = place or self.queue.reserve(caller.key_id)
+        try:
+            facts = self.facts(task, hadm_id, icustay_id, ask.question)
+            return self.explain_facts(
+                facts,
+                caller=caller,
+                ask=ask,
+                on_token=on_token,
+                fallback=fallback,
+                cancel=cancel,
+                place=place,
+            )
+        finally:
+            self.queue.release(place)
 
     def explain_facts(
         self,
@@ -387,11 +429,13 @@ class ExplanationService:
         fallback: bool = False,
         on_position: Callable[[int], None] | None = None,
         cancel: CancelToken | None = None,
+        place: Place | None = None,
     ) -> Explanation:
         """The guarded rationale for Facts already made by `facts` (which this does not repeat),
         appended to the audit trail. `fallback`: a failing model gives the grounded fallback
-        instead of an LLMError. The model work waits its turn in `self.queue`: `on_position(n)`
-        hears how many are ahead while it waits, and a full queue raises `QueueFullError`. A set
+        instead of an LLMError. The model work waits its turn in `self.queue` (in the `place`
+        reserved for it, if any): `on_position(n)` hears how many are ahead while it waits, and
+        a full queue raises `QueueFullError`. A set
         `cancel` token (client gone, deadline passed) stops the work in the queue or between two
         tokens: `Cancelled` is raised, and the audit trail records it as given up."""
         model, prompt, guard = self.model(ask.model), self.prompt(ask.prompt), self.guard
@@ -399,7 +443,7 @@ class ExplanationService:
             model = CancellableModel(model, cancel)
         started = time.perf_counter()
         try:
-            with self.queue.enter(on_position, cancel=cancel, owner=caller.key_id):
+            with self.queue.enter(on_position, cancel=cancel, owner=caller.key_id, place=place):
                 exp = explain(
                     facts,
                     model,
@@ -427,12 +471,13 @@ class ExplanationService:
         ask: Ask = Ask(),
         cancel: CancelToken | None = None,
         tick_s: float | None = None,
+        place: Place | None = None,
     ) -> Iterator[Event]:
         """`explain_facts` (with the fallback on model faults) on a worker thread: how many
         questions are ahead while it waits for the model (`queued`), its shown text token by
         token, then the Explanation, or the error that stopped it. `tick_s`: a `tick` event
         whenever nothing else came for that long (a front end then looks whether its client is
-        still there, and sets `cancel` if not)."""
+        still there, and sets `cancel` if not). `place`: the queue place reserved for it."""
         events: queue.Queue[Event | None] = queue.Queue()
 
         def work() -> None:
@@ -445,11 +490,13 @@ class ExplanationService:
                     fallback=True,
                     on_position=lambda n: events.put(Event("queued", ahead=n)),
                     cancel=cancel,
+                    place=place,
                 )
                 events.put(Event("done", explanation=exp))
             except Exception as exc:  # handed to the front end, which says it without a traceback
                 events.put(Event("error", error=exc))
             finally:
+                self.queue.release(place)
                 events.put(None)
 
         threading.Thread(target=work, name="safellm-explain", daemon=True).start()

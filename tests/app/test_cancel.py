@@ -194,6 +194,50 @@ def test_a_flood_from_one_key_is_refused_beyond_its_share_and_leaves_nothing_run
     assert live.service.queue.idle()
 
 
+@pytest.mark.parametrize("live", [{"queue_max_waiting": 8}], indirect=True)
+@pytest.mark.parametrize("route", ["/v1/explain", "/v1/explain/stream"])
+def test_a_crowd_is_refused_while_the_admitted_still_make_their_facts(
+    live: Live, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facts can take long (a large hospital's SHAP and note retrieval on a busy machine): the
+    queue places are taken before them, so a crowd from one key is refused beyond its share at
+    once, not after every member has made its Facts (a look at the queue alone lets them all
+    through: nobody has entered it yet)."""
+    gate, making = threading.Event(), []
+    real = live.service.facts
+
+    def slow_facts(*args: Any, **kwargs: Any) -> Any:
+        making.append(1)
+        assert gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(live.service, "facts", slow_facts)
+    live.model._delay = 0.0  # the admitted answer at once once their Facts are made
+    codes: list[int] = []
+    bodies: list[str] = []
+    body = {"task": "readmission", "hadm_id": live.hadm}
+
+    def one() -> None:
+        r = httpx.post(live.url + route, json=body, headers=AUTH, timeout=60)
+        codes.append(r.status_code)
+        bodies.append(r.text[:300])
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(10)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(codes) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert codes == [503] * 6 and len(making) == 4  # refused while the four still wait
+    finally:
+        gate.set()
+        for t in threads:
+            t.join(60)
+    assert sorted(codes) == [200] * 4 + [503] * 6, [b for b in bodies if "queue_full" not in b]
+    assert live.service.queue.idle()
+
+
 def _flood(url: str, hadm: int, clients: int, timeout_s: float) -> list[int]:
     """`clients` explanations at once; each status (0: no answer: the client gave up)."""
     codes: list[int] = []
