@@ -50,6 +50,7 @@ from safellm.errors import (
     UnknownPatientError,
     UserInputError,
 )
+from safellm.queueing import background
 from safellm.rationale import Explanation
 from safellm.services.explanation import Ask, Caller, ExplanationService
 from safellm.tasks import TaskName
@@ -358,11 +359,6 @@ def create_app(
         for task in state["tasks"]:  # models, data, risks and row index loaded once, here
             svc.risks(task)
             svc.row_index(task)
-        if state["tasks"]:  # the note embedder too: not in the first questions' time
-            try:
-                svc.embedder.embed(["warm-up"])
-            except SafeLLMError as exc:
-                log.warning("note embedder not ready: %s", type(exc).__name__)
         try:
             svc.guard  # noqa: B018 - the policy is validated at start-up
             svc.model()
@@ -370,6 +366,22 @@ def create_app(
         except SafeLLMError as exc:
             log.warning("LLM not ready: %s", type(exc).__name__)
             state["llm_ready"] = False
+
+        def warm() -> None:
+            """The note embedder and the LLM client's first call, now rather than in the first
+            questions' time, on a worker thread (their own threads then share the workers'
+            lower priority)."""
+            background(svc.settings.worker_nice)
+            if state["tasks"]:
+                svc.embedder.embed(["warm-up"])
+            first_call = getattr(svc.model(), "warm", None) if state["llm_ready"] else None
+            if callable(first_call):
+                first_call()
+
+        try:
+            await run_in_threadpool(warm)
+        except SafeLLMError as exc:
+            log.warning("warm-up incomplete: %s", type(exc).__name__)
         yield
         for token in list(live):  # shutting down: work in flight stops between two tokens
             token.cancel()

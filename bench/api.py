@@ -113,10 +113,16 @@ def load(
     lat: list[float] = []
     codes: dict[str, int] = {}
     lock = threading.Lock()
+
+    # the clients are made before the clock starts (an httpx client costs milliseconds to make:
+    # 45 of them at once would load the 2 cores the server runs on before it is asked anything)
+    clients = [httpx.Client(timeout=timeout) for _ in range(concurrency)]
+    go = threading.Barrier(concurrency + 1)
     stop = time.monotonic() + seconds if seconds else None
 
     def client(i: int) -> None:
-        with httpx.Client(timeout=timeout) as c:
+        go.wait()
+        with clients[i] as c:
             n = 0
             while (
                 (stop is None or time.monotonic() < stop)
@@ -139,10 +145,11 @@ def load(
                         lat.append(ms)
                 n += 1
 
-    started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
     for t in threads:
         t.start()
+    go.wait()
+    started = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
@@ -284,32 +291,40 @@ def part_drop(args: argparse.Namespace) -> dict[str, Any]:
     return {"outcome": outcome, "stopped_s": stopped_s}
 
 
+def poll_health(url: str, stop: Any, out: Any) -> None:
+    """`GET /health` every 50 ms until `stop` is set; the latencies (ms) put on `out`. Run in a
+    process of its own, so that the flood's client threads do not delay its measurements."""
+    lat: list[float] = []
+    with httpx.Client(timeout=10) as c:
+        while not stop.is_set():
+            t = time.perf_counter()
+            c.get(f"{url}/health")
+            lat.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.05)
+    out.put(lat)
+
+
 def part_flood(args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing as mp
+
     hadms = units(args.home, 45)
-    health: list[float] = []
-    done = threading.Event()
     print("[flood] 45 explanations at once from one key (local model), /health polled", flush=True)
+    ctx = mp.get_context("spawn")
     with server(args.home, "local", args.port):
         url = f"http://127.0.0.1:{args.port}"
-
-        def poll() -> None:
-            with httpx.Client(timeout=10) as c:
-                while not done.is_set():
-                    t = time.perf_counter()
-                    c.get(f"{url}/health")
-                    health.append((time.perf_counter() - t) * 1000)
-                    time.sleep(0.05)
-
-        prober = threading.Thread(target=poll)
+        stop, out = ctx.Event(), ctx.Queue()
+        prober = ctx.Process(target=poll_health, args=(url, stop, out))
         prober.start()
+        time.sleep(1)
         row = load(url, "/v1/explain", hadms, 45, per_client=1, timeout=5)
         time.sleep(2)  # the clients that gave up: their work must stop too
-        done.set()
-        prober.join()
+        stop.set()
+        health = out.get(timeout=30)
+        prober.join(30)
     p50, p95 = summary(health)
     print(
-        f"  {row['codes']}; /health p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(health)} "
-        f"polls (target p95 < 50 ms: {'MET' if p95 < 50 else 'MISSED'})",
+        f"  {row['codes']}; /health p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(health):.1f} ms "
+        f"over {len(health)} polls (target p95 < 50 ms: {'MET' if p95 < 50 else 'MISSED'})",
         flush=True,
     )
     return {"codes": row["codes"], "health_p50_ms": p50, "health_p95_ms": p95}

@@ -28,6 +28,7 @@ OFFLINE_SWITCHES: dict[str, str] = {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
 
 
@@ -121,6 +122,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Places in the queue (waiting or being answered) one API key may hold; "
         "beyond that its requests are refused (503) so other keys still get in. 0: no limit.",
+    )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU priority (nice) of the threads that make Facts and run the model, below "
+        "the server's event loop, so /health, predictions and refusals stay fast under load; "
+        "0: unchanged.",
     )
     prefetch: bool = Field(
         default=True,

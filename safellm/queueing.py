@@ -21,6 +21,7 @@ when its turn comes.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -32,6 +33,23 @@ from safellm.errors import QueueFullError
 
 Position = Callable[[int], None]
 CANCEL_POLL_S = 0.25  # how often a waiting caller looks at its cancel token
+
+
+def background(nice: int) -> None:
+    """Lower the calling thread's CPU priority to `nice` (Linux sets it per thread; threads it
+    starts inherit it). Never the main thread, never raised back: the worker threads that make
+    Facts and run the model then leave the cores to the server's event loop (/health,
+    predictions, refusals) whenever it has something to do, and take all of them otherwise."""
+    if nice <= 0 or threading.current_thread() is threading.main_thread():
+        return
+    if not hasattr(os, "setpriority"):  # not on this platform
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:  # not allowed here: the work runs at the priority it has
+        pass
 
 
 class _Ticket:

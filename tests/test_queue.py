@@ -281,3 +281,26 @@ def test_an_unused_reservation_lapses() -> None:
     late = q.reserve("b")
     with q.enter(place=late):
         pass
+
+
+def test_background_lowers_a_worker_threads_priority_only() -> None:
+    """The threads that make Facts and run the model yield the cores to the event loop: their
+    nice value rises (Linux: per thread); the main thread's is left alone; 0 changes nothing."""
+    import os
+
+    from safellm.queueing import background
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    background(7)  # on the main thread: nothing
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+    seen: dict[str, int] = {}
+
+    def worker(nice: int, name: str) -> None:
+        background(nice)
+        seen[name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    for nice, name in ((7, "lowered"), (0, "unchanged")):
+        t = threading.Thread(target=worker, args=(nice, name))
+        t.start()
+        t.join(TIMEOUT_S)
+    assert seen == {"lowered": max(7, main_before), "unchanged": main_before}

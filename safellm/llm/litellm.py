@@ -168,6 +168,18 @@ class LiteLLMChatModel:
             kw["api_key"] = self.api_key
         return kw | self.extra
 
+    def warm(self) -> None:
+        """Take LiteLLM's first call (which imports much of LiteLLM and loads a tokenizer lazily,
+        holding the interpreter for seconds) now, with a mock answer: no model is asked."""
+        litellm = import_litellm()
+        with contextlib.suppress(Exception):  # a warm-up never fails: the first question will
+            litellm.completion(
+                model=self.model,
+                messages=[{"role": "user", "content": "warm-up"}],
+                mock_response="ok",
+            )
+            litellm.token_counter(text="warm-up")  # the default tokenizer (tiktoken), loaded
+
     def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
         if not self.uses_schema(request):
             return self._chat(request, on_token)

@@ -896,6 +896,11 @@ def local_model(settings: Settings) -> LiteLLMChatModel:
             """Evaluate `request`'s prompt into the engine's KV cache and save its state."""
             engine(self.spec).prefetch([m.model_dump() for m in request.messages])
 
+        def warm(self) -> None:
+            """LiteLLM's first call, and the GGUF loaded (not in the first question's time)."""
+            super().warm()
+            engine(self.spec)
+
     name, path = model_file(settings)
     spec = EngineSpec.of(settings, path)
     return LocalChatModel(spec, register(name, spec), name=f"local:{name}")

@@ -42,7 +42,7 @@ from safellm.llm.retrieval import (
     query_for,
     retrieve,
 )
-from safellm.queueing import FairQueue, Place
+from safellm.queueing import FairQueue, Place, background
 from safellm.rationale import DEFAULT_QUESTION, Explanation, build_request, explain
 from safellm.tasks import TASKS, task_spec
 
@@ -329,6 +329,7 @@ class ExplanationService:
     ) -> Facts:
         """Facts for one unit, cut to the top contributions (the others summed into one
         remainder, so the Facts still add up), with its note evidence."""
+        background(self.settings.worker_nice)
         row = self.unit(task, hadm_id, icustay_id)
         facts = self.explainer(task).facts(row).cut(self.settings.explain_top_facts)
         evidence = []
@@ -438,6 +439,7 @@ class ExplanationService:
         a full queue raises `QueueFullError`. A set
         `cancel` token (client gone, deadline passed) stops the work in the queue or between two
         tokens: `Cancelled` is raised, and the audit trail records it as given up."""
+        background(self.settings.worker_nice)
         model, prompt, guard = self.model(ask.model), self.prompt(ask.prompt), self.guard
         if cancel is not None:
             model = CancellableModel(model, cancel)
@@ -481,6 +483,7 @@ class ExplanationService:
         events: queue.Queue[Event | None] = queue.Queue()
 
         def work() -> None:
+            background(self.settings.worker_nice)
             try:
                 exp = self.explain_facts(
                     facts,
@@ -547,6 +550,7 @@ class ExplanationService:
             self._prefetching = True
 
         def work() -> None:
+            background(self.settings.worker_nice)
             try:
                 question = (ask.question or "").strip() or DEFAULT_QUESTION
                 screened = self.guard.screen(question, make_facts())
