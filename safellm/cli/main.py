@@ -11,8 +11,8 @@ import typer
 from rich.logging import RichHandler
 
 from safellm import __version__
+from safellm.cli import batch, explain, monitor, serve, train
 from safellm.cli import eval as eval_cmd
-from safellm.cli import explain, monitor, serve, train
 from safellm.cli.console import console, out
 from safellm.cli.data import data_app
 from safellm.cli.guard import guard_app
@@ -32,6 +32,7 @@ app.command("explain")(explain.explain)
 app.command("serve")(serve.serve)
 app.add_typer(serve.audit_app, name="audit")
 app.command("eval")(eval_cmd.evaluate)
+app.command("batch")(batch.batch)
 app.command("monitor")(monitor.monitor)
 
 
