@@ -91,3 +91,12 @@ class PrefetchingFake(FakeChatModel):
     def prefetch(self, request: ChatRequest) -> None:
         self.prefetched.append(request)
         self.done.set()
+
+
+def home_over(built: Path, home: Path) -> Path:
+    """`home` (made if missing) with the data and models of the home `built` linked in, and
+    everything else (audit trail, caches, outputs) its own."""
+    home.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "models"):
+        (home / sub).symlink_to(built / sub)
+    return home

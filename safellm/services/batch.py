@@ -144,6 +144,7 @@ def run_batch(
 ) -> BatchSummary:
     """Run `job` (continuing an earlier run in the same folder) and write its table and
     summary; `stage` draws the progress; `on_part` hears each part written."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from safellm.services.explanation import ExplanationService
@@ -181,13 +182,17 @@ def run_batch(
     seconds = time.perf_counter() - started
 
     # the whole table, in the task table's order (a unit once), and its summary
-    parts = pq.read_table(job.out / "parts", schema=row_schema())
+    parts = (
+        pq.read_table(job.out / "parts", schema=row_schema())
+        if (job.out / "parts").is_dir()
+        else row_schema().empty_table()
+    )
     order = {int(u): i for i, u in enumerate(rows["unit_id"])}
     first: dict[int, int] = {}
     for i, u in enumerate(parts["unit_id"].to_pylist()):
         first.setdefault(u, i)
     picked = sorted((order[u], i) for u, i in first.items() if u in order)
-    whole = parts.take([i for _, i in picked])
+    whole = parts.take(pa.array([i for _, i in picked], type=pa.int64()))
     dest = job.out / f"{job.task}.parquet"
     tmp = dest.with_name(f".{dest.name}.tmp")
     pq.write_table(whole, tmp)

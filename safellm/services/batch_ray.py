@@ -87,7 +87,9 @@ def run_on_ray(
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        ds = ray.data.from_pandas(todo[["unit_id"]].reset_index(drop=True))
+        ids = [{"unit_id": int(u)} for u in todo["unit_id"]]
+        # a block per chunk: one block would reach one actor only
+        ds = ray.data.from_items(ids, override_num_blocks=-(-len(ids) // job.chunk))
         out = ds.map_batches(
             UnitExplainer,
             fn_constructor_kwargs={
@@ -98,7 +100,7 @@ def run_on_ray(
             },
             batch_size=job.chunk,
             batch_format="pandas",
-            concurrency=job.workers,
+            compute=ray.data.ActorPoolStrategy(size=job.workers),
             num_cpus=1,
         )
         written = 0

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from app.api import create_app
 from safellm.config import Settings
+from tests.samples import home_over
 
 LIVE_KEY = "sk-live-test"
 
@@ -48,9 +49,7 @@ class Live:
 
 @pytest.fixture(scope="session")
 def live_server(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    home = tmp_path_factory.mktemp("live-home")
-    for sub in ("data", "models"):
-        (home / sub).symlink_to(demo_home / sub)
+    home = home_over(demo_home, tmp_path_factory.mktemp("live-home"))
     settings = Settings(
         home=home,
         llm_model="fake",

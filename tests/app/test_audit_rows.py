@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from app.security import key_id
 from safellm.audit import AuditLog, AuditRecord
 from safellm.cli import app
+from tests.samples import home_over
 
 QUESTION = "Why is this patient at high risk?"
 
@@ -39,10 +40,7 @@ def _text(content: object) -> str:
 def test_a_cli_explanation_adds_one_row(
     demo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    for sub in ("data", "models"):
-        (home / sub).symlink_to(demo_home / sub)
+    home = home_over(demo_home, tmp_path / "home")
     monkeypatch.setenv("SAFELLM_HOME", str(home))
     monkeypatch.setenv("SAFELLM_GUARD_JUDGE", "false")
     hadm = _hadm(home)

@@ -26,7 +26,7 @@ from safellm.llm.fake import FakeChatModel
 from safellm.queueing import FairQueue
 from safellm.services.explanation import Caller, ExplanationService
 from tests.app.conftest import free_port, wait_healthy
-from tests.samples import first_hadm
+from tests.samples import first_hadm, home_over
 
 KEY = "sk-cancel-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -268,10 +268,7 @@ def test_45_local_model_explains_get_503s_beyond_the_bound_and_health_stays_fast
     import subprocess
     import sys
 
-    home = tmp_path / "home"
-    home.mkdir()
-    for sub in ("data", "models"):
-        (home / sub).symlink_to(demo_home / sub)
+    home = home_over(demo_home, tmp_path / "home")
     port = free_port()
     env = {
         **os.environ,

@@ -20,6 +20,7 @@ from app.security import LoginThrottle
 from safellm.config import Settings
 from safellm.services.explanation import ExplanationService
 from tests.app.conftest import free_port, wait_healthy
+from tests.samples import home_over
 
 KEY = "sk-chat-test"
 QUESTION = "Why is this patient high risk?"
@@ -37,11 +38,7 @@ def _settings(home: Path, rate: int = 1000) -> Settings:
 
 @pytest.fixture
 def home(demo_home: Path, tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    for sub in ("data", "models"):
-        (h / sub).symlink_to(demo_home / sub)
-    return h
+    return home_over(demo_home, tmp_path / "home")
 
 
 # what a browser (or anyone) can fetch of the chat before signing in

@@ -23,6 +23,7 @@ from safellm.errors import UserInputError
 from safellm.services.batch import BatchJob, run_batch
 from safellm.services.batch_rows import COLUMNS
 from safellm.services.explanation import ExplanationService
+from tests.samples import home_over
 
 LIMIT = 24  # units per run: enough for several parts, quick with the fake model
 VARYING = ["latency_s"]  # the only column that may differ between two runs of one job
@@ -31,11 +32,7 @@ VARYING = ["latency_s"]  # the only column that may differ between two runs of o
 @pytest.fixture
 def home(demo_home: Path, tmp_path: Path) -> Path:
     """The demo's data and models, with an audit trail of its own."""
-    h = tmp_path / "home"
-    h.mkdir()
-    for sub in ("data", "models"):
-        (h / sub).symlink_to(demo_home / sub)
-    return h
+    return home_over(demo_home, tmp_path / "home")
 
 
 def _settings(home: Path) -> Settings:
@@ -115,6 +112,16 @@ def test_a_folder_of_another_job_is_refused(home: Path, tmp_path: Path) -> None:
             BatchJob(task="readmission", out=tmp_path / "other", units=[1, 2]),
             service=service,
         )
+
+
+def test_a_window_with_no_unit_gives_an_empty_table(home: Path, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    settings = _settings(home)
+    job = BatchJob(task="readmission", out=tmp_path / "out", since=datetime(2300, 1, 1))
+    summary = run_batch(settings, job, service=ExplanationService(settings))
+    assert summary.units == summary.done_now == 0 and summary.by_outcome == {}
+    assert pq.read_table(job.out / "readmission.parquet").num_rows == 0
 
 
 def _cli(home: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
