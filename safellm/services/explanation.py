@@ -298,10 +298,9 @@ class ExplanationService:
                 by_icu: dict[int, list[int]] = {}
                 for i, h in enumerate(frame["hadm_id"].to_numpy()):
                     by_hadm.setdefault(int(h), []).append(i)
-                if "icustay_id" in frame:
-                    for i, u in enumerate(frame["icustay_id"].to_numpy(dtype=float)):
-                        if u == u:  # not NaN
-                            by_icu.setdefault(int(u), []).append(i)
+                for i, u in enumerate(frame["icustay_id"].to_numpy(dtype=float)):
+                    if u == u:  # not NaN
+                        by_icu.setdefault(int(u), []).append(i)
                 self._tasks[key] = (by_hadm, by_icu)
             return self._tasks[key]
 
