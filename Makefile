@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test lint bench clean chromium eval
+.PHONY: install demo test lint bench clean chromium postgresql eval
 
 # llama-cpp-python is built once per machine with explicit CPU flags (the default native build
 # crashes on VMs whose CPU advertises AMX) and kept as a wheel outside the repository.
@@ -36,7 +36,14 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the browser test needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-test: $(STAMP) chromium
+# the PostgreSQL tests start a server of their own (Debian's binaries, a temporary data folder)
+postgresql:
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "the PostgreSQL tests need Debian's postgresql: sudo apt-get install postgresql" >&2; exit 1; fi; }
+
+test: $(STAMP) chromium postgresql
 	$(PY) -m pytest
 
 lint: $(STAMP)

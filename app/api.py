@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.security import KeyRing, LoginThrottle, RateLimiter
-from safellm.audit import AuditLog
+from safellm.audit import AuditTrail
 from safellm.cancel import CancelToken
 from safellm.config import Settings, apply_offline_switches
 from safellm.errors import (
@@ -46,10 +46,12 @@ from safellm.errors import (
     LLMError,
     QueueFullError,
     SafeLLMError,
+    StoreUnavailableError,
     UnknownNameError,
     UnknownPatientError,
     UserInputError,
 )
+from safellm.pgstore import PostgresRateLimiter
 from safellm.queueing import background
 from safellm.rationale import Explanation
 from safellm.services.explanation import Ask, Caller, ExplanationService
@@ -334,15 +336,22 @@ class SignInThrottle:
 def create_app(
     settings: Settings | None = None,
     service: ExplanationService | None = None,
-    audit: AuditLog | None = None,
+    audit: AuditTrail | None = None,
     chat: bool = True,
 ) -> FastAPI:
     """The API (and the chat at /chat unless `chat=False`) over one ExplanationService; `audit`
-    is the trail of a service made here (default: `$SAFELLM_HOME/audit.sqlite`)."""
+    is the trail of a service made here (default: `$SAFELLM_HOME/audit.sqlite`, or PostgreSQL
+    at `SAFELLM_AUDIT_URL`, which also holds the per-key rate limits shared by replicas)."""
     apply_offline_switches()
     settings = settings or Settings()
     keys = KeyRing([k.get_secret_value() for k in settings.api_keys])
-    limiter = RateLimiter(settings.api_rate_per_minute)
+    limiter: RateLimiter | PostgresRateLimiter
+    if settings.audit_url is not None:  # shared by every replica given the same database
+        limiter = PostgresRateLimiter(
+            settings.audit_url.get_secret_value(), settings.api_rate_per_minute
+        )
+    else:
+        limiter = RateLimiter(settings.api_rate_per_minute)
     logins = LoginThrottle()  # the chat's failed sign-ins, per client and per user name
     live: set[CancelToken] = set()  # the LLM work of requests in flight
     state: dict[str, Any] = {}
@@ -427,6 +436,7 @@ def create_app(
             (UnknownNameError, 400, "unknown_name"),
             (UserInputError, 400, "bad_request"),
             (ArtifactError, 503, "not_ready"),
+            (StoreUnavailableError, 503, "store_unavailable"),
             (DataError, 503, "not_ready"),
             (ConfigError, 503, "not_ready"),
             (LLMError, 503, "llm_unavailable"),
@@ -471,7 +481,10 @@ def create_app(
             why = "missing or wrong API key" if keys.configured else "no API keys configured"
             raise StarletteHTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
         request.state.key_id = kid
-        ok, wait = limiter.allow(kid)
+        if isinstance(limiter, PostgresRateLimiter):  # a database round trip: off the loop
+            ok, wait = await run_in_threadpool(limiter.allow, kid)
+        else:
+            ok, wait = limiter.allow(kid)
         if not ok:
             raise StarletteHTTPException(
                 429,

@@ -1,4 +1,5 @@
-"""The audit trail: every explanation served, appended to an SQLite database under SAFELLM_HOME.
+"""The audit trail: every explanation served, appended to an SQLite database under SAFELLM_HOME
+(or to PostgreSQL, shared by several API replicas, when SAFELLM_AUDIT_URL is set: `safellm.pgstore`).
 
 Append-only (triggers refuse UPDATE and DELETE), so it survives restarts and cannot be edited in
 place. It holds ids, versions, the guard outcome, latency and hashes — never note text, questions
@@ -28,7 +29,7 @@ import threading
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
@@ -72,6 +73,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 # columns added since the first version (a trail made before gets them, empty, on opening)
 ADDED = {"request_id": "TEXT", "outcome": "TEXT", "prev_hash": "TEXT", "row_hash": "TEXT"}
 GENESIS = "0" * 64  # what the first chained row follows
+CUT_OFF = "row {id}, the last one written, is gone or changed (rows were cut off the end)"
 
 
 class AuditRecord(BaseModel):
@@ -115,7 +117,7 @@ class AuditCheck(BaseModel):
         return not self.problems
 
 
-def _digest(key: bytes, rec: AuditRecord) -> str:
+def digest(key: bytes, rec: AuditRecord) -> str:
     """The row's hash: HMAC-SHA256 over the hash it follows and its content (id included)."""
     body = rec.model_dump(exclude={"row_hash"})
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -137,7 +139,24 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class AuditTrail(Protocol):
+    """What every trail offers (SQLite here, PostgreSQL in `safellm.pgstore`)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def append(self, rec: AuditRecord) -> AuditRecord: ...
+
+    def records(self, limit: int | None = None) -> list[AuditRecord]: ...
+
+    def export(self, dest: Path) -> int: ...
+
+    def verify(self) -> AuditCheck: ...
+
+
 class AuditLog:
+    """The SQLite trail."""
+
     def __init__(self, path: Path, key: bytes | None = None) -> None:
         """The trail at `path`; `key`: the chain's secret (default: the key file beside the
         database, made on first use)."""
@@ -202,7 +221,7 @@ class AuditLog:
                     "row_hash": None,
                 }
             )
-            rec.row_hash = _digest(key, rec)
+            rec.row_hash = digest(key, rec)
             row = rec.model_dump()
             row["violations"] = json.dumps(row["violations"])
             cols = ", ".join(row)
@@ -234,21 +253,14 @@ class AuditLog:
 
     def export(self, dest: Path) -> int:
         """Write every record to `dest` (.csv or .jsonl); returns the count."""
-        recs = self.records()
-        dest = Path(dest)
-        with atomic_open(dest, newline="") as fh:
-            if dest.suffix.lower() == ".csv":
-                w = csv.DictWriter(fh, fieldnames=list(AuditRecord.model_fields))
-                w.writeheader()
-                for r in recs:
-                    w.writerow(r.model_dump() | {"violations": ";".join(r.violations)})
-            else:
-                fh.writelines(r.model_dump_json() + "\n" for r in recs)
-        return len(recs)
+        return write_records(self.records(), dest)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def verify(self) -> AuditCheck:
         """Check the chain row by row, then the end of the trail (the head, the ids issued)."""
-        problems: list[str] = []
         recs = self.records()
         chained = [r for r in recs if r.row_hash is not None]
         if chained and self._key is None and not self.key_path.is_file():
@@ -257,22 +269,7 @@ class AuditLog:
                 chained=len(chained),
                 problems=[f"the audit key is missing ({self.key_path}, or SAFELLM_AUDIT_KEY)"],
             )
-        key = self.key if chained else b""
-        prev, prev_id = GENESIS, None
-        for r in recs:
-            if r.row_hash is None:
-                if prev_id is not None:
-                    problems.append(f"row {r.id}: unchained, after chained rows (not written here)")
-                continue
-            if r.prev_hash != prev:
-                after = f"row {prev_id}" if prev_id is not None else "the start of the chain"
-                problems.append(
-                    f"row {r.id}: does not follow {after} (a row between was deleted, or rows "
-                    "were moved or inserted)"
-                )
-            if not hmac.compare_digest(_digest(key, r), r.row_hash):
-                problems.append(f"row {r.id}: its content does not match its hash (edited)")
-            prev, prev_id = r.row_hash, r.id
+        problems = chain_problems(recs, self.key if chained else b"")
         by_id = {r.id: r.row_hash for r in chained}
         if self.head_path.is_file():
             try:
@@ -282,10 +279,7 @@ class AuditLog:
                 problems.append(f"the head file {self.head_path} is unreadable")
             else:
                 if by_id.get(hid) != hhash:
-                    problems.append(
-                        f"row {hid}, the last one written, is gone or changed (rows were cut "
-                        "off the end)"
-                    )
+                    problems.append(CUT_OFF.format(id=hid))
         elif chained:
             problems.append(f"the head file {self.head_path} is missing")
         with self._connect() as con:
@@ -294,3 +288,39 @@ class AuditLog:
         if seq and seq[0] > top:
             problems.append(f"rows {top + 1}..{seq[0]} were written and are gone")
         return AuditCheck(rows=len(recs), chained=len(chained), problems=problems)
+
+
+def chain_problems(recs: list[AuditRecord], key: bytes) -> list[str]:
+    """Every break of the hash chain of `recs` (in id order): a row that does not follow the
+    one before it, or whose content does not match its hash."""
+    problems: list[str] = []
+    prev, prev_id = GENESIS, None
+    for r in recs:
+        if r.row_hash is None:
+            if prev_id is not None:
+                problems.append(f"row {r.id}: unchained, after chained rows (not written here)")
+            continue
+        if r.prev_hash != prev:
+            after = f"row {prev_id}" if prev_id is not None else "the start of the chain"
+            problems.append(
+                f"row {r.id}: does not follow {after} (a row between was deleted, or rows "
+                "were moved or inserted)"
+            )
+        if not hmac.compare_digest(digest(key, r), r.row_hash):
+            problems.append(f"row {r.id}: its content does not match its hash (edited)")
+        prev, prev_id = r.row_hash, r.id
+    return problems
+
+
+def write_records(recs: list[AuditRecord], dest: Path) -> int:
+    """Write `recs` to `dest` (.csv, else JSON lines), whole or not at all; returns the count."""
+    dest = Path(dest)
+    with atomic_open(dest, newline="") as fh:
+        if dest.suffix.lower() == ".csv":
+            w = csv.DictWriter(fh, fieldnames=list(AuditRecord.model_fields))
+            w.writeheader()
+            for r in recs:
+                w.writerow(r.model_dump() | {"violations": ";".join(r.violations)})
+        else:
+            fh.writelines(r.model_dump_json() + "\n" for r in recs)
+    return len(recs)

@@ -170,6 +170,25 @@ class Settings(BaseSettings):
         "administrators.",
         min_length=32,
     )
+    audit_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/database: the audit trail and the "
+        "per-key rate limits in PostgreSQL, shared by every API replica that names it (needs "
+        "SAFELLM_AUDIT_KEY) [default: SQLite at $SAFELLM_HOME/audit.sqlite, limits in memory].",
+    )
+
+    @field_validator("audit_url", mode="before")
+    @classmethod
+    def _postgres_url(cls, v: object) -> object:
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if isinstance(text, str):
+            if not text.strip():
+                return None
+            if not text.startswith(("postgresql://", "postgres://")):
+                # the value is not echoed: it may hold a password
+                raise ValueError("must be a postgresql:// URL (leave it unset for SQLite)")
+        return v
+
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )

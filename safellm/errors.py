@@ -11,7 +11,8 @@
     ├── ConfigError                   the operator must fix settings / installation
     │   ├── ModelNotInstalledError    a packaged model's part package is not installed
     │   ├── ModelIntegrityError       an assembled model file fails its sha256 check
-    │   └── PromptError               a prompt file is invalid, or a variable is missing
+    │   ├── PromptError               a prompt file is invalid, or a variable is missing
+    │   └── StoreUnavailableError     the shared database (SAFELLM_AUDIT_URL) cannot be reached
     ├── ArtifactError                 a built artifact (data, model bundle) is missing or stale:
     │                                 run the command named in the message
     ├── QueueFullError                the model is busy and its queue is full: retry after
@@ -104,6 +105,10 @@ class ModelIntegrityError(ConfigError):
 
 class PromptError(ConfigError):
     """A prompt file is invalid, or rendering it lacks a variable."""
+
+
+class StoreUnavailableError(ConfigError):
+    """The shared database (the PostgreSQL audit trail and rate limits) cannot be reached."""
 
 
 class LLMError(SafeLLMError):

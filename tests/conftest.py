@@ -118,3 +118,22 @@ def demo_temporal_home(demo_home: Path) -> Path:
     for task in ("readmission", "icu_mortality"):
         train_temporal_and_register(task, demo_home / "data", demo_home, n_boot=20)
     return demo_home
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/pgserver.py)."""
+    from tests.pgserver import remove, start_server
+
+    try:
+        server = start_server()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    yield server
+    remove(server)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+    """A fresh database of the session's server (the superuser's URL)."""
+    return str(pg_server.new_database())

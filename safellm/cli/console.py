@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -21,7 +22,15 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a clear error (exit 2) naming its
+    variable — the value itself is not echoed: it may be a password."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = "SAFELLM_" + "_".join(str(x) for x in e["loc"]).upper()
+            console.print(f"[bold red]error:[/] {name}: {e['msg']}", highlight=False)
+        raise typer.Exit(code=2) from None
 
 
 def fail(exc: SafeLLMError) -> typer.Exit:

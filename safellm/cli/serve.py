@@ -12,7 +12,8 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
-from safellm.cli.console import console, out, settings
+from safellm.cli.console import console, fail, out, settings
+from safellm.errors import SafeLLMError, UserInputError
 
 
 def serve(
@@ -34,6 +35,12 @@ def serve(
             f"[yellow]no SAFELLM_API_KEYS set: this run accepts the key[/] {key} "
             f"(as `Authorization: Bearer {key}`)"
         )
+    from safellm.stores import open_trail
+
+    try:
+        trail = open_trail(s)  # a wrong or unreachable audit store: said now, not as a traceback
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
     console.print(f"SafeLLM API on http://{host}:{port} (OpenAPI at /docs, chat at /chat)")
     # the app's own access log (JSON lines on stderr) instead of uvicorn's, which carries query
     # strings; proxies' X-Forwarded-* headers trusted only from SAFELLM_API_TRUSTED_PROXIES
@@ -44,7 +51,7 @@ def serve(
     access.addHandler(handler)
     access.propagate = False
     uvicorn.run(
-        create_app(s),
+        create_app(s, audit=trail),
         host=host,
         port=port,
         log_level="info",
@@ -74,24 +81,29 @@ def audit(
     """Print or export the audit trail of explanations served (`verify`: check its chain)."""
     if ctx.invoked_subcommand is not None:
         return
-    from safellm.audit import AuditLog
+    from safellm.stores import existing_trail
 
     s = settings()
-    path = s.audit_path
-    if not path.is_file():
-        console.print(f"no audit trail yet at {path} (it starts with the first explanation served)")
-        raise typer.Exit(code=0)
-    log_ = AuditLog.of(s)
-    if export is not None:
-        n = log_.export(export)
-        console.print(f"wrote {n} record(s) to {export}")
-        return
-    records = log_.records(limit)
+    try:
+        log_ = existing_trail(s)
+        if log_ is None:
+            console.print(
+                f"no audit trail yet at {s.audit_path} (it starts with the first explanation "
+                "served)"
+            )
+            raise typer.Exit(code=0)
+        if export is not None:
+            n = log_.export(export)
+            console.print(f"wrote {n} record(s) to {export}")
+            return
+        records = log_.records(limit)
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
     if as_json:
         for r in records:
             sys.stdout.write(r.model_dump_json() + "\n")
         return
-    table = Table(title=f"audit trail ({path}), newest {len(records)}")
+    table = Table(title=f"audit trail ({log_.location}), newest {len(records)}")
     for col in ("id", "at", "key", "route", "task", "hadm", "guard", "attempts", "ms", "answer"):
         table.add_column(col)
     for r in records:
@@ -115,23 +127,60 @@ def audit(
 def verify() -> None:
     """Check the audit trail's hash chain: exit 1 when a row was deleted, edited, inserted or
     moved, or rows were cut off the end."""
-    from safellm.audit import AuditLog
+    from safellm.stores import existing_trail
 
     s = settings()
-    if not s.audit_path.is_file():
-        console.print(f"no audit trail yet at {s.audit_path}: nothing to verify")
-        return
-    check = AuditLog.of(s).verify()
+    try:
+        trail = existing_trail(s)
+        if trail is None:
+            console.print(f"no audit trail yet at {s.audit_path}: nothing to verify")
+            return
+        check = trail.verify()
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
     legacy = check.rows - check.chained
     before = f" ({legacy} written before chaining, not verifiable)" if legacy else ""
     if check.intact:
-        out.print(f"audit trail {s.audit_path}: {check.rows} rows, chain intact{before}")
+        out.print(f"audit trail {trail.location}: {check.rows} rows, chain intact{before}")
         return
     for problem in check.problems:
         console.print(f"[bold red]broken:[/] {problem}", highlight=False)
     console.print(
-        f"audit trail {s.audit_path}: {check.rows} rows{before}, {len(check.problems)} "
+        f"audit trail {trail.location}: {check.rows} rows{before}, {len(check.problems)} "
         "break(s) of the chain",
         highlight=False,
     )
     raise typer.Exit(code=1)
+
+
+@audit_app.command("setup-db")
+def setup_db(
+    grant: Annotated[
+        str | None,
+        typer.Option(
+            "--grant",
+            help="The API's database role: may read and append the trail and count requests, "
+            "nothing more (no UPDATE, DELETE or DDL).",
+        ),
+    ] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the SQL instead of running it.")
+    ] = False,
+) -> None:
+    """Make the PostgreSQL tables of SAFELLM_AUDIT_URL (run it as their owner, once) and
+    grant the API's role what it needs."""
+    from safellm.pgstore import SCHEMA, run_sql, setup_sql
+
+    s = settings()
+    try:
+        sql = setup_sql(grant) if grant else SCHEMA
+        if print_only:
+            out.print(sql, markup=False, highlight=False)
+            return
+        if s.audit_url is None:
+            raise UserInputError("set SAFELLM_AUDIT_URL to the postgresql:// URL of the database")
+        where = run_sql(s.audit_url.get_secret_value(), sql)
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
+    granted = f"; {grant} may read and append" if grant else ""
+    out.print(f"audit tables ready in {where}{granted}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from safellm.audit import AuditLog, AuditRecord, now, sha256
+from safellm.audit import AuditRecord, AuditTrail, now, sha256
 from safellm.cancel import CancelToken, cancelling
 from safellm.config import Settings
 from safellm.data import notes as notes_io
@@ -44,6 +44,7 @@ from safellm.llm.retrieval import (
 )
 from safellm.queueing import FairQueue, Place, background
 from safellm.rationale import DEFAULT_QUESTION, Explanation, build_request, explain
+from safellm.stores import open_trail
 from safellm.tasks import TASKS, task_spec
 
 if TYPE_CHECKING:  # scikit-learn, shap, guardrails: loaded when first needed
@@ -171,7 +172,7 @@ class ExplanationService:
         embedder: Embedder | None = None,
         guard: ClinicalGuard | None = None,
         models: dict[str, ChatModel] | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
@@ -254,11 +255,12 @@ class ExplanationService:
         return self._embedder
 
     @property
-    def audit(self) -> AuditLog:
-        """The audit trail, `$SAFELLM_HOME/audit.sqlite` unless one was given."""
+    def audit(self) -> AuditTrail:
+        """The audit trail given, else the settings' (`$SAFELLM_HOME/audit.sqlite`, or
+        PostgreSQL at `SAFELLM_AUDIT_URL`)."""
         with self._lock:
             if self._audit is None:
-                self._audit = AuditLog.of(self.settings)
+                self._audit = open_trail(self.settings)
             return self._audit
 
     # ------------------------------------------------------------------------------- patients

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from safellm.audit import AuditLog
+from safellm.audit import AuditTrail
 from safellm.config import Settings
 from safellm.explain.loader import tabular_explainer
 from safellm.fsutil import atomic_write_text
@@ -27,6 +27,7 @@ from safellm.risk.drift import (
     quality_drift,
 )
 from safellm.risk.plots import png_base64, pyplot
+from safellm.stores import existing_trail
 
 
 class MonitorReport(BaseModel):
@@ -43,12 +44,12 @@ class MonitorReport(BaseModel):
     alert: bool
 
 
-def audit_rows(path: Path, task: str) -> list[tuple[datetime, bool, bool]]:
+def audit_rows(trail: AuditTrail | None, task: str) -> list[tuple[datetime, bool, bool]]:
     """(time, passed at first draft, fallback used) of the task's answers in the audit trail."""
-    if not path.is_file():
+    if trail is None:
         return []
     rows = []
-    for r in AuditLog(path).records():
+    for r in trail.records():
         if r.task != task or (r.llm or "").startswith("fake"):
             continue  # the fake models answer tests and dry runs, not patients
         at = datetime.fromisoformat(r.at)
@@ -89,7 +90,7 @@ def run_monitor(
     p_cur = explainer.risk(explainer.attributions(cur.frame)[1])
     features = feature_drift(ref.frame, cur.frame, ref.numeric, ref.categorical, thresholds)
     pred = prediction_drift(p_ref, p_cur, thresholds)
-    quality = quality_drift(audit_rows(settings.audit_path, task), window, thresholds)
+    quality = quality_drift(audit_rows(existing_trail(settings), task), window, thresholds)
     alerts = [f"{f.feature}: {f.why}" for f in features if f.alert]
     if pred.alert:
         alerts.append(f"predictions: {pred.why}")

@@ -121,5 +121,5 @@ def test_the_fake_models_answers_are_not_monitored(tmp_path: Path) -> None:
                 question_sha256=None,
             )
         )
-    rows = audit_rows(tmp_path / "audit.sqlite", "readmission")
+    rows = audit_rows(log, "readmission")
     assert [(passed, fallback) for _, passed, fallback in rows] == [(True, False)]
