@@ -12,19 +12,27 @@ from typing import TextIO
 
 
 @contextmanager
-def atomic_open(path: Path, newline: str | None = None) -> Iterator[TextIO]:
-    """A UTF-8 text file to write: a temporary sibling, renamed over `path` when the body
-    succeeds, removed when it fails."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary sibling of `path` for any writer (Parquet, a binary format) to write to:
+    renamed over `path` when the body succeeds, removed when it fails. Its name starts with a
+    dot, so globs of the folder's files do not see it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
-            yield fh
+        yield tmp
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_open(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """A UTF-8 text file to write: a temporary sibling, renamed over `path` when the body
+    succeeds, removed when it fails."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+        yield fh
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from safellm.errors import UserInputError
-from safellm.fsutil import atomic_write_text
+from safellm.fsutil import atomic_path, atomic_write_text
 from safellm.progress import Stage, quiet
 from safellm.services.batch_rows import BatchJob, Engine, explain_rows, row_schema, write_part
 
@@ -194,9 +194,8 @@ def run_batch(
     picked = sorted((order[u], i) for u, i in first.items() if u in order)
     whole = parts.take(pa.array([i for _, i in picked], type=pa.int64()))
     dest = job.out / f"{job.task}.parquet"
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(whole, tmp)
-    tmp.replace(dest)
+    with atomic_path(dest) as tmp:
+        pq.write_table(whole, tmp)
     table = whole.select(["error", "guard_outcome", "latency_s"]).to_pandas()
     ok = table[table["error"].isna()]
     lat = ok["latency_s"].astype(float)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from safellm.errors import SafeLLMError
+from safellm.fsutil import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,14 +155,9 @@ def to_table(records: Sequence[dict[str, Any]]) -> pa.Table:
 
 def write_part(out: Path, records: Sequence[dict[str, Any]]) -> Path:
     """One chunk's rows as `parts/part-<first unit>-<count>.parquet`, atomically."""
-    import os
-
     import pyarrow.parquet as pq
 
-    parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    path = parts / f"part-{records[0]['unit_id']:012d}-{len(records)}.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(to_table(records), tmp)
-    os.replace(tmp, path)
+    path = out / "parts" / f"part-{records[0]['unit_id']:012d}-{len(records)}.parquet"
+    with atomic_path(path) as tmp:
+        pq.write_table(to_table(records), tmp)
     return path
