@@ -23,13 +23,19 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from safellm.audit import CUT_OFF, GENESIS, AuditCheck, AuditRecord, chain_problems, digest
-from safellm.audit import write_records as _write_records
+from safellm.audit import (
+    CUT_OFF,
+    GENESIS,
+    AuditCheck,
+    AuditRecord,
+    chain_problems,
+    digest,
+    write_records,
+)
 from safellm.errors import ConfigError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -200,25 +206,24 @@ class _Connection:
             self.close_unlocked()
 
 
-@contextmanager
-def _schema_lock(con: psycopg.Connection[Any]) -> Iterator[None]:
-    """Replicas starting at once make the schema one after the other."""
+def _lock_schema(con: psycopg.Connection[Any]) -> None:
+    """Replicas starting at once make the schema one after the other (held until the
+    transaction ends)."""
     con.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NS, LOCK_SCHEMA))
-    yield
 
 
 def ensure_schema(con: psycopg.Connection[Any]) -> None:
     """Make the tables, triggers and function when they are missing (an application role
     without CREATE rights finds them made by `setup_sql`)."""
-    with _schema_lock(con):
-        have = con.execute(
-            "SELECT to_regclass('safellm_audit') IS NOT NULL AND "
-            "to_regclass('safellm_audit_head') IS NOT NULL AND "
-            "to_regclass('safellm_rate_hits') IS NOT NULL AND "
-            "to_regprocedure('safellm_rate_take(text, integer)') IS NOT NULL"
-        ).fetchone()
-        if not (have and have[0]):
-            con.execute(SCHEMA)
+    _lock_schema(con)
+    have = con.execute(
+        "SELECT to_regclass('safellm_audit') IS NOT NULL AND "
+        "to_regclass('safellm_audit_head') IS NOT NULL AND "
+        "to_regclass('safellm_rate_hits') IS NOT NULL AND "
+        "to_regprocedure('safellm_rate_take(text, integer)') IS NOT NULL"
+    ).fetchone()
+    if not (have and have[0]):
+        con.execute(SCHEMA)
 
 
 def _head_mac(key: bytes, hid: int, row_hash: str) -> str:
@@ -226,6 +231,7 @@ def _head_mac(key: bytes, hid: int, row_hash: str) -> str:
 
 
 COLUMNS = list(AuditRecord.model_fields)
+ALL_ROWS = f"SELECT {', '.join(COLUMNS)} FROM safellm_audit ORDER BY id"
 
 
 class PostgresAuditLog:
@@ -297,7 +303,7 @@ class PostgresAuditLog:
 
         def read(con: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             if limit is None:
-                return con.execute(f"SELECT {cols} FROM safellm_audit ORDER BY id").fetchall()
+                return con.execute(ALL_ROWS).fetchall()
             return con.execute(
                 f"SELECT {cols} FROM (SELECT {cols} FROM safellm_audit ORDER BY id DESC "
                 "LIMIT %s) AS t ORDER BY id",
@@ -308,16 +314,15 @@ class PostgresAuditLog:
 
     def export(self, dest: Path) -> int:
         """Write every record to `dest` (.csv or .jsonl); returns the count."""
-        return _write_records(self.records(), dest)
+        return write_records(self.records(), dest)
 
     def verify(self) -> AuditCheck:
         """Check the chain row by row, then its end against the head row (both read in one
         snapshot: appends by other replicas meanwhile are not mistaken for breaks)."""
-        cols = ", ".join(COLUMNS)
 
         def read(con: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], Any]:
             con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            rows = con.execute(f"SELECT {cols} FROM safellm_audit ORDER BY id").fetchall()
+            rows = con.execute(ALL_ROWS).fetchall()
             head = con.execute("SELECT id, row_hash, mac FROM safellm_audit_head").fetchone()
             return rows, head
 
@@ -346,10 +351,8 @@ def _record(row: tuple[Any, ...]) -> AuditRecord:
 
 class PostgresRateLimiter:
     """At most `per_minute` requests per key in any sliding 60-second window, counted in the
-    database: every replica with the same URL shares the count. Each check is one round trip
-    (`blocking`: call it off the event loop)."""
-
-    blocking = True
+    database: every replica with the same URL shares the count. Each check is one round trip:
+    call it off the event loop."""
 
     def __init__(self, url: str, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -381,8 +384,8 @@ def run_sql(url: str, sql: str) -> str:
     db = _Connection(url)
 
     def setup(con: psycopg.Connection[Any]) -> None:
-        with _schema_lock(con):
-            con.execute(sql)
+        _lock_schema(con)
+        con.execute(sql)
 
     try:
         db.run(setup)
