@@ -22,6 +22,9 @@ $(STAMP): requirements.lock pyproject.toml
 	    --no-binary llama-cpp-python -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
 	$(PIP) --find-links $(WHEELS) --only-binary llama-cpp-python -r requirements.lock
 	$(PIP) --no-deps -e .
+	# the independent CDS Hooks client of the tests; its pins (fastapi<0.138, httpx<0.28) do not
+	# hold its client models back, so it comes without its dependencies
+	$(PIP) --no-deps healthchain==0.16.1 colorama==0.4.6
 	touch $(STAMP)
 
 install: $(STAMP)

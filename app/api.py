@@ -34,6 +34,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.cds import fhir_routes, operation_outcome
 from app.security import KeyRing, LoginThrottle, RateLimiter
 from safellm.audit import AuditTrail
 from safellm.cancel import CancelToken
@@ -43,6 +44,7 @@ from safellm.errors import (
     Cancelled,
     ConfigError,
     DataError,
+    FhirInputError,
     LLMError,
     QueueFullError,
     SafeLLMError,
@@ -202,16 +204,24 @@ class _TooLarge(Exception):
 class BodyLimit:
     """413 for a body over `limit` bytes, announced (Content-Length) or streamed."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, large: tuple[str, ...] = (), large_limit: int = 0
+    ) -> None:
         self.app, self.limit = app, limit
+        self.large, self.large_limit = large, large_limit  # path prefixes with their own limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = error(413, "too_large", f"request body over {self.limit} bytes")
+        limit = (
+            self.large_limit
+            if self.large and str(scope.get("path", "")).startswith(self.large)
+            else self.limit
+        )
+        too_big = error(413, "too_large", f"request body over {limit} bytes")
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        if length is not None and length.isdigit() and int(length) > limit:
             await too_big(scope, receive, send)
             return
         seen, over, started = 0, False, False
@@ -221,7 +231,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     over = True
                     raise _TooLarge
             return msg
@@ -411,7 +421,12 @@ def create_app(
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.api_max_body_bytes,
+        large=("/cds-services", "/v1/fhir/"),  # a patient's FHIR record
+        large_limit=settings.fhir_max_body_bytes,
+    )
 
     # outermost first: the access log sees every answer, the sign-in throttle's refusals included
     app.add_middleware(SignInThrottle, logins=logins)
@@ -420,6 +435,8 @@ def create_app(
     # ------------------------------------------------------------------------------- errors
     @app.exception_handler(SafeLLMError)
     async def on_ours(request: Request, exc: SafeLLMError) -> JSONResponse:
+        if isinstance(exc, FhirInputError):
+            return operation_outcome(exc)
         if isinstance(exc, Cancelled):
             return error(
                 503,
@@ -550,6 +567,8 @@ def create_app(
         # an explanation of this patient often follows: prefill its prompt (in the background)
         svc().prefetch_unit(body.task, body.hadm_id, body.icustay_id)
         return response
+
+    app.include_router(fhir_routes(svc, require_key, check_ready, ERRORS))
 
     @app.get("/v1/patients", response_model=Patients, responses=ERRORS, tags=["risk"])
     def patients(

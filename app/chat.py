@@ -215,12 +215,36 @@ def build_chat(
             "notes; it is not a diagnosis or a treatment recommendation.*"
         )
 
-        def patients(task: str | None) -> Any:
-            """The session's patient list (after sign-in), the highest-risk one picked."""
+        def linked(request: gr.Request | None) -> tuple[str | None, str | None]:
+            """The task and unit id of a link to this page (a CDS card's: `?task=...&hadm_id=N`
+            or `&icustay_id=N`), when that unit is in the served data."""
+            q = dict(request.query_params) if request is not None else {}
+            t, unit = q.get("task"), q.get("icustay_id") or q.get("hadm_id")
+            if t not in tasks or not unit or not unit.isdigit():
+                return None, None
+            try:
+                service.locate(t, **{task_spec(t).unit: int(unit)})
+            except SafeLLMError:
+                return t, None
+            return t, unit
+
+        def patients(task: str | None, request: gr.Request) -> Any:
+            """The session's patient list (after sign-in), the linked patient picked, else the
+            highest-risk one."""
             listed = choices(task) if task else []
+            t, unit = linked(request)
+            if t is not None and t == task and unit is not None:
+                if unit not in {v for _, v in listed}:
+                    listed = [(f"{task_spec(t).unit_name} {unit} (linked)", unit), *listed]
+                return gr.update(choices=listed, value=unit)
             return gr.update(choices=listed, value=listed[0][1] if listed else None)
 
-        chat.load(patients, task, patient)  # a picked value is shown by `pick`, below
+        def opened(request: gr.Request) -> Any:
+            t, _ = linked(request)
+            return gr.update(value=t) if t else gr.update()
+
+        # a linked task is set first; its change (or the load, for the first task) lists patients
+        chat.load(opened, None, task).then(patients, task, patient)
         task.change(patients, task, patient)
         patient.change(pick, [task, patient], [head, bars, evidence, bot, verdict])
         for trigger in (send.click, question.submit):

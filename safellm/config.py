@@ -143,6 +143,22 @@ class Settings(BaseSettings):
     )
     api_rate_per_minute: int = Field(default=60, ge=1, description="Requests per key per minute.")
     api_max_body_bytes: int = Field(default=16_384, ge=256, description="Largest request body.")
+    fhir_max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of the FHIR and CDS Hooks routes (a patient's Bundle), "
+        "and largest answer read from a CDS client's FHIR server.",
+    )
+    cds_fetch_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timeout of each read from a CDS client's FHIR server (prefetch not sent).",
+    )
+    cds_public_url: str | None = Field(
+        default=None,
+        description="Base URL of this service as clinicians' browsers reach it, for the links "
+        "of CDS cards [default: the URL the CDS request came to].",
+    )
     api_trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are "

@@ -3,7 +3,10 @@
     SafeLLMError                      base; never raised itself
     ├── UserInputError                the caller must fix the request (CLI flag, REST body, question)
     │   ├── UnknownPatientError       no such admission / ICU stay in the cohort
-    │   └── UnknownNameError          unknown task, model name, prompt or suite
+    │   ├── UnknownNameError          unknown task, model name, prompt or suite
+    │   └── FhirInputError            a FHIR Bundle or CDS Hooks request that cannot be read: its
+    │                                 `issues` name each resource and field (HTTP 422 with a FHIR
+    │                                 OperationOutcome); `status` 412 when prefetch is missing
     ├── DataError                     the data owner must fix the data files
     │   ├── MissingTableError         a required MIMIC table is absent
     │   ├── SchemaError               a table lacks a required column
@@ -45,6 +48,31 @@ class UnknownPatientError(UserInputError):
 
 class UnknownNameError(UserInputError):
     """An unknown task, model, prompt or suite name."""
+
+
+class FhirIssue:
+    """One problem of a FHIR input: an OperationOutcome issue (`code` from FHIR's issue-type
+    value set; `expression`: where, e.g. `Bundle.entry[3].resource (Observation/x).valueQuantity`)."""
+
+    __slots__ = ("code", "diagnostics", "expression")
+
+    def __init__(self, code: str, expression: str, diagnostics: str) -> None:
+        self.code, self.expression, self.diagnostics = code, expression, diagnostics
+
+    def __repr__(self) -> str:
+        return f"FhirIssue({self.code!r}, {self.expression!r}, {self.diagnostics!r})"
+
+
+class FhirInputError(UserInputError):
+    """A FHIR Bundle (or CDS Hooks request) that cannot be read, with every problem found."""
+
+    def __init__(self, issues: list[FhirIssue], status: int = 422) -> None:
+        self.issues = list(issues)
+        self.status = status
+        first = self.issues[0] if self.issues else None
+        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        text = f"{first.expression}: {first.diagnostics}{more}" if first else "invalid FHIR input"
+        super().__init__(text)
 
 
 class DataError(SafeLLMError):

@@ -15,6 +15,7 @@ from safellm.cli import batch, explain, monitor, serve, train
 from safellm.cli import eval as eval_cmd
 from safellm.cli.console import console, out
 from safellm.cli.data import data_app
+from safellm.cli.fhir import fhir_app
 from safellm.cli.guard import guard_app
 from safellm.config import apply_offline_switches
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(guard_app, name="guard")
+app.add_typer(fhir_app, name="fhir")
 app.command("train")(train.train)
 app.command("demo")(explain.demo)
 app.command("explain")(explain.explain)

@@ -53,6 +53,17 @@ class TaskData:
         return [f.name for f in self.features if f.kind == "categorical"]
 
 
+def coerce(frame: pd.DataFrame, feats: list[Feature]) -> pd.DataFrame:
+    """Model-input types, in place: categories as strings (missing: "UNKNOWN"), the rest as
+    floats (missing: NaN). Every route to a feature row (the built table, a FHIR Bundle) uses it."""
+    for f in feats:
+        if f.kind == "categorical":
+            frame[f.name] = frame[f.name].astype("object").where(frame[f.name].notna(), "UNKNOWN")
+        else:
+            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype(float)
+    return frame
+
+
 def load_task(data_dir: Path, task: str) -> TaskData:
     """Read `<data_dir>/<task>.parquet` with the feature list recorded in its manifest."""
     task_spec(task)
@@ -67,10 +78,6 @@ def load_task(data_dir: Path, task: str) -> TaskData:
     names = manifest["features"][task]
     frame = pd.read_parquet(path)
     feats = [FEATURES[n] for n in names]
-    for f in feats:
-        if f.kind == "categorical":
-            frame[f.name] = frame[f.name].astype("object").where(frame[f.name].notna(), "UNKNOWN")
-        else:
-            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype(float)
+    coerce(frame, feats)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return TaskData(task=task, frame=frame, features=feats, data_hash=digest)

@@ -332,13 +332,23 @@ class ExplanationService:
         remainder, so the Facts still add up), with its note evidence."""
         background(self.settings.worker_nice)
         row = self.unit(task, hadm_id, icustay_id)
+        notes = (
+            notes_io.load_notes(self.settings.data_dir, int(row["hadm_id"]))
+            if self.settings.explain_notes > 0
+            else None
+        )
+        return self.facts_for_row(task, row, notes, question)
+
+    def facts_for_row(
+        self, task: str, row: pd.Series, notes: pd.DataFrame | None, question: str | None = None
+    ) -> Facts:
+        """Facts for a feature row from any route (the built table, a FHIR Bundle), with evidence
+        from `notes` (the admission's notes; only those charted before the row's prediction time
+        are read)."""
         facts = self.explainer(task).facts(row).cut(self.settings.explain_top_facts)
         evidence = []
-        if self.settings.explain_notes > 0:
-            notes = notes_io.before(
-                notes_io.load_notes(self.settings.data_dir, facts.hadm_id), row["prediction_time"]
-            )
-            chunks = notes_io.chunks(notes)
+        if self.settings.explain_notes > 0 and notes is not None:
+            chunks = notes_io.chunks(notes_io.before(notes, row["prediction_time"]))
             if chunks:
                 evidence = retrieve(
                     chunks,

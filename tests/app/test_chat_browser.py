@@ -66,3 +66,43 @@ def test_chat_answers_with_chart_and_citations(live_server, tmp_path: Path) -> N
         assert page.locator(".opblock").count() >= 5
         browser.close()
     assert (tmp_path / "chat.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_cds_card_link_opens_its_patient(live_server) -> None:  # type: ignore[no-untyped-def]
+    """The link of a CDS card (`/chat/?task=…&icustay_id=N`) opens the chat on that patient and
+    task, even one below the 50 highest risks the list shows."""
+    from playwright.sync_api import sync_playwright
+
+    from safellm.config import Settings
+    from safellm.services.explanation import ExplanationService
+
+    risks = ExplanationService(Settings(home=live_server.home, llm_model="fake")).risks(
+        "icu_mortality"
+    )
+    stay = int(risks.iloc[-1]["icustay_id"])  # the lowest risk: not in the listed 50
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(f"{live_server.url}/chat/", wait_until="load")
+        boxes = page.locator("input")
+        boxes.nth(0).fill("clinician")
+        boxes.nth(1).fill(live_server.key)
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#risk h3", timeout=60_000)
+        page.goto(
+            f"{live_server.url}/chat/?task=icu_mortality&icustay_id={stay}", wait_until="load"
+        )
+        page.wait_for_function(
+            "s => (document.querySelector('#patient input') || {}).value?.includes(s)",
+            arg=str(stay),
+            timeout=60_000,
+        )
+        assert (
+            "ICU" in page.locator("#task input").input_value()
+            or "icu" in page.locator("#task input").input_value()
+        )
+        page.wait_for_selector("#risk h3", timeout=60_000)
+        assert "band" in page.locator("#risk").inner_text()
+        browser.close()
