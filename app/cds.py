@@ -3,7 +3,6 @@
 Facts from a FHIR R4 Bundle). Thin: the work is `safellm.services.cds` and `safellm.services.fhir`.
 Bad FHIR input is answered with a FHIR OperationOutcome (`operation_outcome`)."""
 
-
 from collections.abc import Callable
 from typing import Annotated, Any
 

@@ -4,7 +4,9 @@ in the same run.
 
     .venv/bin/python bench/cds.py [--home DIR] [--patients 40] [--reps 200]
 
-For `--patients` admissions of the home's data (exported with `safellm fhir export`'s code and
+The first call for each admission's record (its resources not validated before) is timed apart
+from the calls that follow (each resource found valid is remembered by its digest: an EHR sends
+the same record at every hook). For `--patients` admissions of the home's data (exported with `safellm fhir export`'s code and
 answered as an EHR's prefetch), `--reps` calls each of: `encounter-discharge` to
 safellm-readmission, `patient-view` to safellm-icu-mortality (admissions with an ICU stay of
 24 h), and `/v1/predict`. Prints p50 / p95 (ms), the prefetch sizes, and the card/predict
@@ -92,14 +94,14 @@ def main() -> None:
                 raise SystemExit(f"predict {hadm}: {r.status_code} {r.text[:300]}")
             return ms
 
-        for i in range(5):  # warm-up
-            card("safellm-readmission", "encounter-discharge", i)
-            card("safellm-icu-mortality", "patient-view", i)
+        # first sight of each record: its resources are validated (then remembered as valid)
+        cold = [card("safellm-readmission", "encounter-discharge", i) for i in range(len(cases))]
+        results["encounter-discharge, record not seen before"] = summary(cold)
         runs = {
-            "encounter-discharge -> readmission card": lambda i: card(
+            "encounter-discharge -> readmission card, seen before": lambda i: card(
                 "safellm-readmission", "encounter-discharge", i
             ),
-            "patient-view -> ICU mortality card": lambda i: card(
+            "patient-view -> ICU mortality card, seen before": lambda i: card(
                 "safellm-icu-mortality", "patient-view", i
             ),
             "/v1/predict (baseline)": predict,
@@ -107,11 +109,16 @@ def main() -> None:
         for name, fn in runs.items():
             results[name] = summary([fn(i) for i in range(args.reps)])
     base = results["/v1/predict (baseline)"][0]
-    print(f"{args.reps} calls each, fake model, one client, real HTTP (ms)")
+    print(
+        f"{len(cases)} first calls, then {args.reps} calls each, fake model, one client, "
+        "real HTTP (ms)"
+    )
     for name, (p50, p95) in results.items():
-        print(f"{name:42} p50 {p50:7.1f}  p95 {p95:7.1f}  ({p50 / base:5.1f}x predict)")
-    worst = max(p95 for n, (_, p95) in results.items() if "card" in n)
-    print(f"card p95 {worst:.0f} ms: {'meets' if worst <= 500 else 'misses'} the 500 ms target")
+        print(f"{name:52} p50 {p50:7.1f}  p95 {p95:7.1f}  ({p50 / base:5.1f}x predict)")
+    for n, (_, p95) in results.items():
+        if "predict" not in n:
+            verdict = "meets" if p95 <= 500 else "misses"
+            print(f"{n}: p95 {p95:.0f} ms {verdict} the 500 ms target")
     if args.json:
         args.json.write_text(
             json.dumps({k: {"p50": v[0], "p95": v[1]} for k, v in results.items()}, indent=2)

@@ -9,6 +9,7 @@ only for readmission (predicted at discharge); the other tasks see earlier admis
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from safellm.data.catalogue import (
     ELIX_FLAGS,
@@ -98,10 +99,21 @@ def _icu(c: str) -> str:
     """
 
 
+_ELIX_PREFIXES = pa.table(
+    {
+        "prefix": [p for _, (_, _, prefixes) in ELIXHAUSER.items() for p in prefixes],
+        "grp": [g for g, (_, _, prefixes) in ELIXHAUSER.items() for _ in prefixes],
+        "weight": [w for _, (_, w, prefixes) in ELIXHAUSER.items() for _ in prefixes],
+    }
+)
+
+
 def _elix_map(con: duckdb.DuckDBPyConnection) -> None:
-    rows = [(p, g, w) for g, (_, w, prefixes) in ELIXHAUSER.items() for p in prefixes]
-    values = ", ".join(f"('{p}', '{g}', {w})" for p, g, w in rows)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE elix_prefix(prefix, grp, weight) AS VALUES {values}")
+    # an Arrow table, not a VALUES list: parsing hundreds of literals costs more than the query
+    # on one patient's codes (the FHIR route runs this per request)
+    con.register("elix_prefixes", _ELIX_PREFIXES)
+    con.execute("CREATE OR REPLACE TEMP TABLE elix_prefix AS SELECT * FROM elix_prefixes")
+    con.unregister("elix_prefixes")
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE elix_code AS

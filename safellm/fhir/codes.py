@@ -145,3 +145,29 @@ def icd9_undotted(code: str, procedure: bool = False) -> str | None:
     if not (_ICD9_PROC if procedure else _ICD9_DIAG).match(c):
         return None
     return c.replace(".", "")
+
+
+def fhir_source(feature: str) -> str:
+    """Which FHIR resource (and code) feeds catalogue feature `feature`, in words (the README's
+    table, per feature)."""
+    from safellm.data.catalogue import FEATURES
+
+    f = FEATURES[feature]
+    for stem, (itemid, label, unit) in LABS.items():
+        if feature.startswith(f"lab_{stem}_"):
+            return f"Observation (laboratory) LOINC {LAB_LOINC[itemid]} {label}, {UCUM_OF[unit]}"
+    for stem, (_, label, unit) in VITALS.items():
+        if feature.startswith(f"vital_{stem}_"):
+            return f"Observation (vital-signs) LOINC {VITAL_LOINC[stem]} {label}, {UCUM_OF[unit]}"
+    by_table = {
+        "PATIENTS": "Patient (gender, birthDate)",
+        "ADMISSIONS": "Encounter of the admission (period, priority, hospitalization, extensions)",
+        "ICUSTAYS": "Encounter partOf the admission, kind icu-stay (period, location)",
+        "DIAGNOSES_ICD": "Condition, ICD-9-CM, encounter-diagnosis",
+        "PROCEDURES_ICD": "Procedure, ICD-9-CM",
+        "PRESCRIPTIONS": "MedicationRequest (medication, authoredOn)",
+        "MICROBIOLOGYEVENTS": f"Observation LOINC {ORGANISM_LOINC} (organism found)",
+        "TRANSFERS": "Encounter.location of the admission (care unit, period)",
+        "SERVICES": "Encounter partOf the admission, kind service (serviceType)",
+    }
+    return "; ".join(by_table[s] for s in f.sources)

@@ -44,11 +44,21 @@ def _types(name: str) -> dict[str, str]:
 
 def load(con: duckdb.DuckDBPyConnection, ing: Ingested) -> None:
     """The Bundle's rows as tables named and typed like the staged MIMIC tables (through Arrow:
-    no per-value conversion in Python)."""
+    no per-value conversion in Python). An ICU stay still open at the Bundle's time gets that
+    time as its end."""
+    now = ing.now
     for name, rows in ing.tables.items():
         types = _types(name)
         schema = pa.schema([(c, _ARROW[types[c]]) for c in rows.columns])
-        con.register("incoming", pa.Table.from_pylist(list(rows), schema=schema))
+        data = list(rows)
+        if name == "icustays":
+            data = [
+                {**r, "outtime": now}
+                if r["outtime"] is None and r["intime"] is not None and r["intime"] <= now
+                else r
+                for r in data
+            ]
+        con.register("incoming", pa.Table.from_pylist(data, schema=schema))
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming")
         con.unregister("incoming")
 
@@ -60,10 +70,6 @@ class Rows:
         self.ing = ing
         self.con = duckdb.connect(":memory:", config={"threads": 1})
         load(self.con, ing)
-        now = pd.Timestamp(ing.now)
-        self.con.execute(
-            "UPDATE icustays SET outtime = ? WHERE outtime IS NULL AND intime <= ?", [now, now]
-        )
 
     def of(self, task: str, features: list[Feature]) -> pd.DataFrame:
         """Every unit of `task` in the Bundle with its features (`features`: the model's

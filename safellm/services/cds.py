@@ -251,6 +251,43 @@ def card(facts: Facts, service_id: str, chat_url: str, model_version: str) -> di
     }
 
 
+def card_record(
+    route: str,
+    key_id: str,
+    task: str,
+    facts: Facts | None,
+    *,
+    latency_ms: float,
+    answer_sha256: str,
+    card_id: str,
+    outcome: str = "delivered",
+) -> AuditRecord:
+    """What the audit trail keeps of a card or of feedback on one: ids and model version (when
+    the card is known), no language model, the card's uuid as request id."""
+    return AuditRecord(
+        at=now(),
+        key_id=key_id,
+        route=route,
+        task=task,
+        subject_id=facts.subject_id if facts else None,
+        hadm_id=facts.hadm_id if facts else None,
+        icustay_id=facts.icustay_id if facts else None,
+        risk_model=f"{facts.model}@{facts.model_version}" if facts else None,
+        prompt=None,
+        policy=None,
+        llm=None,
+        guard_passed=True,
+        fallback_used=True,
+        attempts=0,
+        violations=[],
+        latency_ms=latency_ms,
+        answer_sha256=answer_sha256,
+        question_sha256=None,
+        request_id=card_id,
+        outcome=outcome,
+    )
+
+
 class CdsService:
     """The CDS Hooks use cases over an `ExplanationService` (its models and audit trail)."""
 
@@ -282,26 +319,14 @@ class CdsService:
         c = card(facts, service_id, chat, facts.model_version)
         self._remember(c["uuid"], service_id, facts)
         self.svc.audit.append(
-            AuditRecord(
-                at=now(),
-                key_id=key_id,
-                route=f"/cds-services/{service_id}",
-                task=task,
-                subject_id=facts.subject_id,
-                hadm_id=facts.hadm_id,
-                icustay_id=facts.icustay_id,
-                risk_model=f"{facts.model}@{facts.model_version}",
-                prompt=None,
-                policy=None,
-                llm=None,
-                guard_passed=True,
-                fallback_used=True,
-                attempts=0,
-                violations=[],
+            card_record(
+                f"/cds-services/{service_id}",
+                key_id,
+                task,
+                facts,
                 latency_ms=round((time.perf_counter() - started) * 1000, 1),
                 answer_sha256=sha256(c["detail"]),
-                question_sha256=None,
-                request_id=c["uuid"],
+                card_id=c["uuid"],
             )
         )
         return {"cards": [c]}
@@ -317,28 +342,15 @@ class CdsService:
         spec = service(service_id)
         for f in body.feedback:
             known = self._cards.get(f.card)
-            facts = known[1] if known else None
             self.svc.audit.append(
-                AuditRecord(
-                    at=now(),
-                    key_id=key_id,
-                    route=f"/cds-services/{service_id}/feedback",
-                    task=spec["task"],
-                    subject_id=facts.subject_id if facts else None,
-                    hadm_id=facts.hadm_id if facts else None,
-                    icustay_id=facts.icustay_id if facts else None,
-                    risk_model=f"{facts.model}@{facts.model_version}" if facts else None,
-                    prompt=None,
-                    policy=None,
-                    llm=None,
-                    guard_passed=True,
-                    fallback_used=True,
-                    attempts=0,
-                    violations=[],
+                card_record(
+                    f"/cds-services/{service_id}/feedback",
+                    key_id,
+                    spec["task"],
+                    known[1] if known else None,
                     latency_ms=0.0,
                     answer_sha256=sha256(json.dumps(f.overrideReason or {}, sort_keys=True)),
-                    question_sha256=None,
-                    request_id=f.card,
+                    card_id=f.card,
                     outcome=f"feedback:{f.outcome}",
                 )
             )

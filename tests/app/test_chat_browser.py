@@ -20,6 +20,18 @@ LAUNCH = [
 ]
 
 
+def _signed_in(p, live_server):  # type: ignore[no-untyped-def]
+    """Chromium on the chat page, signed in with the live server's key."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(f"{live_server.url}/chat/", wait_until="load")
+    boxes = page.locator("input")
+    boxes.nth(0).fill("clinician")
+    boxes.nth(1).fill(live_server.key)
+    page.get_by_role("button", name="Login").click()
+    return browser, page
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_chat_answers_with_chart_and_citations(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -28,13 +40,7 @@ def test_chat_answers_with_chart_and_citations(live_server, tmp_path: Path) -> N
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (`.ci/run` installs it: apt-get install chromium)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        page.goto(f"{live_server.url}/chat/", wait_until="load")
-        boxes = page.locator("input")
-        boxes.nth(0).fill("clinician")
-        boxes.nth(1).fill(live_server.key)
-        page.get_by_role("button", name="Login").click()
+        browser, page = _signed_in(p, live_server)
         # signed in, the highest-risk patient is picked and shown without another pick
         page.wait_for_selector("#risk h3", timeout=60_000)
         first = page.locator("#risk").inner_text()
@@ -83,13 +89,7 @@ def test_a_cds_card_link_opens_its_patient(live_server) -> None:  # type: ignore
     )
     stay = int(risks.iloc[-1]["icustay_id"])  # the lowest risk: not in the listed 50
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH)
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        page.goto(f"{live_server.url}/chat/", wait_until="load")
-        boxes = page.locator("input")
-        boxes.nth(0).fill("clinician")
-        boxes.nth(1).fill(live_server.key)
-        page.get_by_role("button", name="Login").click()
+        browser, page = _signed_in(p, live_server)
         page.wait_for_selector("#risk h3", timeout=60_000)
         page.goto(
             f"{live_server.url}/chat/?task=icu_mortality&icustay_id={stay}", wait_until="load"

@@ -70,6 +70,15 @@ def request(hook: str, prefetch: dict[str, Any] | None, **extra: Any) -> dict[st
     return {**body, **extra}
 
 
+HOOKS = {"safellm-readmission": "encounter-discharge", "safellm-icu-mortality": "patient-view"}
+
+
+def call(client: TestClient, sid: str, prefetch: dict[str, Any] | None, **extra: Any) -> Any:
+    """POST a request of the service's hook (with `extra` top-level fields) to it."""
+    body = request(HOOKS[sid], prefetch, **extra)
+    return client.post(f"/cds-services/{sid}", json=body, headers=AUTH)
+
+
 def check_card(card: dict[str, Any]) -> None:
     assert set(card) >= CARD_REQUIRED
     assert 0 < len(card["summary"]) < 140
@@ -93,11 +102,7 @@ def test_discovery_has_the_spec_fields(client: TestClient) -> None:
 def test_readmission_card_at_discharge(
     client: TestClient, demo_bundle: dict[str, Any], svc: ExplanationService, audit: AuditLog
 ) -> None:
-    r = client.post(
-        "/cds-services/safellm-readmission",
-        json=request("encounter-discharge", prefetch_of(demo_bundle)),
-        headers=AUTH,
-    )
+    r = call(client, "safellm-readmission", prefetch_of(demo_bundle))
     assert r.status_code == 200, r.text
     (card,) = r.json()["cards"]
     check_card(card)
@@ -117,11 +122,7 @@ def test_readmission_card_at_discharge(
 def test_icu_card_at_patient_view(
     client: TestClient, demo_bundle: dict[str, Any], svc: ExplanationService
 ) -> None:
-    r = client.post(
-        "/cds-services/safellm-icu-mortality",
-        json=request("patient-view", prefetch_of(demo_bundle)),
-        headers=AUTH,
-    )
+    r = call(client, "safellm-icu-mortality", prefetch_of(demo_bundle))
     assert r.status_code == 200, r.text
     (card,) = r.json()["cards"]
     check_card(card)
@@ -135,11 +136,7 @@ def test_missing_prefetch_without_a_fhir_server_is_412(
 ) -> None:
     prefetch = prefetch_of(demo_bundle)
     del prefetch["observations"]
-    r = client.post(
-        "/cds-services/safellm-readmission",
-        json=request("encounter-discharge", prefetch),
-        headers=AUTH,
-    )
+    r = call(client, "safellm-readmission", prefetch)
     assert r.status_code == 412
     outcome = r.json()
     assert outcome["resourceType"] == "OperationOutcome"
@@ -149,11 +146,7 @@ def test_missing_prefetch_without_a_fhir_server_is_412(
 def test_reads_what_was_not_sent_from_the_fhir_server(
     client: TestClient, demo_bundle: dict[str, Any]
 ) -> None:
-    sent = client.post(
-        "/cds-services/safellm-readmission",
-        json=request("encounter-discharge", prefetch_of(demo_bundle)),
-        headers=AUTH,
-    ).json()
+    sent = call(client, "safellm-readmission", prefetch_of(demo_bundle)).json()
     with fhir_server(demo_bundle, token="tok-1", page=40) as fhir:
         body = request(
             "encounter-discharge",
@@ -204,11 +197,7 @@ def test_fhir_server_answers_over_the_size_limit_are_refused(
 def test_feedback_is_kept_in_the_audit_trail(
     client: TestClient, demo_bundle: dict[str, Any], audit: AuditLog
 ) -> None:
-    card = client.post(
-        "/cds-services/safellm-readmission",
-        json=request("encounter-discharge", prefetch_of(demo_bundle)),
-        headers=AUTH,
-    ).json()["cards"][0]
+    card = call(client, "safellm-readmission", prefetch_of(demo_bundle)).json()["cards"][0]
     fb = {
         "feedback": [
             {
@@ -252,11 +241,7 @@ def test_bad_prefetch_is_an_operation_outcome(
     prefetch = prefetch_of(demo_bundle)
     obs = prefetch["observations"]["entry"][0]["resource"]
     obs["effectiveDateTime"] = "2199-01-01T00:00:00Z"
-    r = client.post(
-        "/cds-services/safellm-readmission",
-        json=request("encounter-discharge", prefetch),
-        headers=AUTH,
-    )
+    r = call(client, "safellm-readmission", prefetch)
     assert r.status_code == 422
     issue = r.json()["issue"][0]
     assert issue["expression"][0].startswith("prefetch.observations.entry[0].resource")

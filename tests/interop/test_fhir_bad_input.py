@@ -221,3 +221,57 @@ def test_units_equal_but_never_converted() -> None:
     assert codes.unit_accepted("K/uL", None, "10*3/uL")
     assert not codes.unit_accepted("g/dL", "g/L", "g/L")
     assert not codes.unit_accepted("mg/dL", None, None)
+
+
+def _vital(loinc: str, value: float, unit: str, when: str) -> dict[str, Any]:
+    return {
+        "resource": {
+            "resourceType": "Observation",
+            "id": f"v-{loinc}-{when[:13].replace(':', '')}-{value}".replace(".", "-"),
+            "status": "final",
+            "category": [{"coding": [{"system": codes.OBS_CATEGORY, "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": codes.LOINC, "code": loinc}]},
+            "subject": {"reference": "Patient/mimic-10006"},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit},
+        }
+    }
+
+
+def test_vital_signs_by_loinc_feed_the_last_value_features(demo_bundle: Bundle) -> None:
+    """Vital signs coded by LOINC only (as another EHR sends them): the last value in the 24 h
+    before the prediction time, equal times broken towards the larger value, earlier ones and
+    later ones not read. (Neither the demo nor the synthetic hospital has CHARTEVENTS.)"""
+    from safellm.data.catalogue import features_for
+    from safellm.fhir.features import task_rows
+
+    demo_bundle["entry"] += [
+        _vital("8867-4", 88, "/min", "2164-10-31T10:00:00+00:00"),  # more than 24 h before
+        _vital("8867-4", 97, "beats/min", "2164-11-01T09:00:00+00:00"),
+        _vital("8867-4", 101, "/min", "2164-11-01T16:00:00+00:00"),
+        _vital("8867-4", 99, "/min", "2164-11-01T16:00:00+00:00"),  # same time: larger wins
+        _vital("8310-5", 99.1, "[degF]", "2164-11-01T12:00:00+00:00"),
+        _vital("59408-5", 95, "%", "2164-11-01T12:00:00+00:00"),
+    ]
+    feats = features_for("readmission")
+    row = task_rows(ingest(demo_bundle), "readmission", feats)
+    row = row[row["hadm_id"] == 142345].iloc[0]
+    assert row["vital_heart_rate_last"] == 101
+    assert row["vital_temperature_last"] == 99.1 and row["vital_spo2_last"] == 95
+    assert row["vital_sbp_last"] != row["vital_sbp_last"]  # none sent: missing (NaN)
+
+
+def test_a_temperature_in_celsius_is_refused(demo_bundle: Bundle) -> None:
+    demo_bundle["entry"].append(_vital("8310-5", 37.2, "Cel", "2164-11-01T12:00:00+00:00"))
+    with pytest.raises(FhirInputError) as err:
+        ingest(demo_bundle)
+    assert "'Cel' is not °F" in err.value.issues[0].diagnostics
+
+
+def test_every_feature_names_its_fhir_source() -> None:
+    from safellm.data.catalogue import FEATURES
+
+    sources = {name: codes.fhir_source(name) for name in FEATURES}
+    assert all(sources.values())
+    assert sources["lab_creatinine_last"].startswith("Observation (laboratory) LOINC 2160-0")
+    assert "Condition, ICD-9-CM" in sources["elix_chf"]
