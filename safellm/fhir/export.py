@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from safellm.data import mimic
+from safellm.data.catalogue import LABS, VITALS
 from safellm.errors import ArtifactError, UnknownPatientError
 from safellm.fhir import codes as C
 from safellm.fsutil import atomic_path
@@ -232,17 +233,15 @@ def _code(kind: str, d: pd.Series, n: int, patient: str) -> Resource:
         "subject": {"reference": patient},
         "code": {"coding": [_coding(C.ICD9_CM, C.icd9_dotted(code, procedure))]},
     }
+    res["encounter"] = {"reference": f"Encounter/adm-{hadm}"}
     if procedure:
         res["status"] = "completed"
-        res["encounter"] = {"reference": f"Encounter/adm-{hadm}"}
-    else:
-        res["encounter"] = {"reference": f"Encounter/adm-{hadm}"}
     return res
 
 
 def _lab(r: pd.Series, n: int, patient: str) -> Resource:
     itemid = int(r["itemid"])
-    label, unit = next((lb, u) for i, lb, u in _labs().values() if i == itemid)
+    label, unit = next((lb, u) for i, lb, u in LABS.values() if i == itemid)
     res: Resource = {
         "resourceType": "Observation",
         "id": _stable_id("lab", r["subject_id"], itemid, r["charttime"], r["valuenum"], n),
@@ -270,15 +269,7 @@ def _lab(r: pd.Series, n: int, patient: str) -> Resource:
     return res
 
 
-def _labs() -> dict[str, tuple[int, str, str]]:
-    from safellm.data.catalogue import LABS
-
-    return LABS
-
-
 def _vital(r: pd.Series, n: int, patient: str) -> Resource:
-    from safellm.data.catalogue import VITALS
-
     itemid = int(r["itemid"])
     stem = C.CHART_ITEMS[itemid]
     _, label, unit = VITALS[stem]

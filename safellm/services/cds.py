@@ -293,7 +293,7 @@ class CdsService:
 
     def __init__(self, svc: ExplanationService) -> None:
         self.svc = svc
-        self._cards: OrderedDict[str, tuple[str, Facts]] = OrderedDict()  # card uuid -> ids
+        self._cards: OrderedDict[str, Facts] = OrderedDict()  # card uuid -> its Facts (ids)
 
     def call(self, service_id: str, req: CdsRequest, base_url: str, key_id: str) -> dict[str, Any]:
         started = time.perf_counter()
@@ -317,7 +317,7 @@ class CdsService:
         facts = pred.facts
         chat = f"{(settings.cds_public_url or base_url).rstrip('/')}/chat/"
         c = card(facts, service_id, chat, facts.model_version)
-        self._remember(c["uuid"], service_id, facts)
+        self._remember(c["uuid"], facts)
         self.svc.audit.append(
             card_record(
                 f"/cds-services/{service_id}",
@@ -331,8 +331,8 @@ class CdsService:
         )
         return {"cards": [c]}
 
-    def _remember(self, card_id: str, service_id: str, facts: Facts) -> None:
-        self._cards[card_id] = (service_id, facts)
+    def _remember(self, card_id: str, facts: Facts) -> None:
+        self._cards[card_id] = facts
         while len(self._cards) > 10_000:
             self._cards.popitem(last=False)
 
@@ -347,7 +347,7 @@ class CdsService:
                     f"/cds-services/{service_id}/feedback",
                     key_id,
                     spec["task"],
-                    known[1] if known else None,
+                    known,
                     latency_ms=0.0,
                     answer_sha256=sha256(json.dumps(f.overrideReason or {}, sort_keys=True)),
                     card_id=f.card,
