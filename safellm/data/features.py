@@ -99,7 +99,7 @@ def _icu(c: str) -> str:
     """
 
 
-_ELIX_PREFIXES = pa.table(
+ELIX_PREFIXES = pa.table(
     {
         "prefix": [p for _, (_, _, prefixes) in ELIXHAUSER.items() for p in prefixes],
         "grp": [g for g, (_, _, prefixes) in ELIXHAUSER.items() for _ in prefixes],
@@ -108,20 +108,22 @@ _ELIX_PREFIXES = pa.table(
 )
 
 
+def _elix_code_sql(prefixes: str) -> str:
+    """Each distinct ICD-9 code of DIAGNOSES_ICD with its Elixhauser group and weight."""
+    return f"""
+        SELECT DISTINCT c.icd9_code, p.grp, p.weight
+        FROM (SELECT DISTINCT icd9_code FROM diagnoses_icd WHERE icd9_code IS NOT NULL) c
+        JOIN {prefixes} p ON starts_with(c.icd9_code, p.prefix)
+        """
+
+
 def _elix_map(con: duckdb.DuckDBPyConnection) -> None:
     # an Arrow table, not a VALUES list: parsing hundreds of literals costs more than the query
     # on one patient's codes (the FHIR route runs this per request)
-    con.register("elix_prefixes", _ELIX_PREFIXES)
+    con.register("elix_prefixes", ELIX_PREFIXES)
     con.execute("CREATE OR REPLACE TEMP TABLE elix_prefix AS SELECT * FROM elix_prefixes")
     con.unregister("elix_prefixes")
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE elix_code AS
-        SELECT DISTINCT c.icd9_code, p.grp, p.weight
-        FROM (SELECT DISTINCT icd9_code FROM diagnoses_icd WHERE icd9_code IS NOT NULL) c
-        JOIN elix_prefix p ON starts_with(c.icd9_code, p.prefix)
-        """
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE elix_code AS {_elix_code_sql('elix_prefix')}")
 
 
 def _comorbidity(c: str, task: str) -> str:
@@ -162,19 +164,24 @@ def _code_counts(c: str) -> str:
     """
 
 
-def _med_class_map(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table `med_class`: each distinct (lower-case) drug name with its class flags, so the
-    name patterns run once per name rather than once per prescription."""
+def _med_class_sql() -> str:
+    """Each distinct (lower-case) drug name of PRESCRIPTIONS with its class flags, so the name
+    patterns run once per name rather than once per prescription."""
     flags = []
     for cls, (_, patterns, _) in MED_CLASSES.items():
         cond = " OR ".join(f"drug_lc LIKE '%{p}%'" for p in patterns)
         if cls == "anticoagulant":  # line flushes are not anticoagulation
             cond = f"({cond}) AND drug_lc NOT LIKE '%flush%'"
         flags.append(f"CAST(({cond}) AS INTEGER) AS med_{cls}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE med_class AS SELECT drug_lc, {', '.join(flags)} "
+    return (
+        f"SELECT drug_lc, {', '.join(flags)} "
         f"FROM (SELECT DISTINCT lower(drug) AS drug_lc FROM prescriptions WHERE drug IS NOT NULL)"
     )
+
+
+def _med_class_map(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `med_class` (see `_med_class_sql`)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE med_class AS {_med_class_sql()}")
 
 
 def _medications(c: str) -> str:
@@ -210,22 +217,10 @@ def time_value_key(t: str, v: str) -> str:
     return f"(epoch_us({t})::HUGEINT * 18446744073709551616 + ({low})::HUGEINT)"
 
 
-def aggregate_labs(
-    con: duckdb.DuckDBPyConnection, cohorts: dict[str, str], source: str = "labevents"
-) -> None:
-    """Table `lab_agg`: the labs of every task's units, per (task, unit, item), in ONE pass over
-    `source` (the staged table, or a subquery reading the file directly).
-
-    Labs count from 12 h before admission to the prediction time. "last" is the value at the latest
-    chart time; equal times break towards the larger value.
-    """
-    units = " UNION ALL ".join(  # tasks by number: a small integer groups faster than a string
-        f"SELECT {i}::UTINYINT AS task, unit_id, subject_id, admittime, prediction_time FROM {c}"
-        for i, c in enumerate(cohorts.values())
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE lab_agg AS
+def _lab_agg_sql(units: str, source: str) -> str:
+    """Per (task, unit, item): last, min, max and abnormal count of the labs of `units` (rows of
+    task number, unit_id, subject_id, admittime, prediction_time) in `source`."""
+    return f"""
         SELECT u.task, u.unit_id, e.itemid,
           arg_max(e.valuenum, {time_value_key("e.charttime", "e.valuenum")})
             FILTER (WHERE e.valuenum IS NOT NULL) AS vlast,
@@ -235,22 +230,42 @@ def aggregate_labs(
         WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
         GROUP BY u.task, u.unit_id, e.itemid
         """
+
+
+def _lab_units(cohorts: dict[str, str]) -> str:
+    return " UNION ALL ".join(  # tasks by number: a small integer groups faster than a string
+        f"SELECT {i}::UTINYINT AS task, unit_id, subject_id, admittime, prediction_time FROM {c}"
+        for i, c in enumerate(cohorts.values())
     )
 
 
-def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
-    """Temp tables `fg_<task>_labs` (one column per item and statistic) from `lab_agg`: one
-    PIVOT for all tasks, then each task's units (units without labs get NULLs and zero counts)."""
+def aggregate_labs(
+    con: duckdb.DuckDBPyConnection, cohorts: dict[str, str], source: str = "labevents"
+) -> None:
+    """Table `lab_agg`: the labs of every task's units, per (task, unit, item), in ONE pass over
+    `source` (the staged table, or a subquery reading the file directly).
+
+    Labs count from 12 h before admission to the prediction time. "last" is the value at the latest
+    chart time; equal times break towards the larger value.
+    """
+    con.execute(f"CREATE OR REPLACE TABLE lab_agg AS {_lab_agg_sql(_lab_units(cohorts), source)}")
+
+
+def _lab_wide_sql(agg: str) -> str:
+    """`agg` (see `_lab_agg_sql`) pivoted: one row per (task, unit), columns per item and
+    statistic."""
     items = ", ".join(str(itemid) for itemid, _, _ in LABS.values())
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE lab_wide AS
-        PIVOT lab_agg ON itemid IN ({items})
+    return f"""
+        PIVOT {agg} ON itemid IN ({items})
         USING any_value(vlast) AS last, any_value(vmin) AS min, any_value(vmax) AS max,
               any_value(nab) AS nab
         GROUP BY task, unit_id
         """
-    )
+
+
+def _labs_group_sql(c: str, wide: str, task_number: int) -> str:
+    """The lab feature group of cohort `c` (task number `task_number`) from `wide`: units without
+    labs get NULLs and zero counts."""
     cols = []
     for stem, (itemid, _, _) in LABS.items():
         cols += [
@@ -259,10 +274,19 @@ def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
             f'w."{itemid}_max" AS lab_{stem}_max',
             f'coalesce(w."{itemid}_nab", 0) AS lab_{stem}_n_abnormal',
         ]
+    return (
+        f"SELECT u.unit_id, {', '.join(cols)} "
+        f"FROM {c} u LEFT JOIN {wide} w ON w.unit_id = u.unit_id AND w.task = {task_number}"
+    )
+
+
+def pivot_labs(con: duckdb.DuckDBPyConnection, cohorts: dict[str, str]) -> None:
+    """Temp tables `fg_<task>_labs` (one column per item and statistic) from `lab_agg`: one
+    PIVOT for all tasks, then each task's units (units without labs get NULLs and zero counts)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE lab_wide AS {_lab_wide_sql('lab_agg')}")
     for i, (task, c) in enumerate(cohorts.items()):  # task numbers as in `aggregate_labs`
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS SELECT u.unit_id, {', '.join(cols)} "
-            f"FROM {c} u LEFT JOIN lab_wide w ON w.unit_id = u.unit_id AND w.task = {i}"
+            f"CREATE OR REPLACE TEMP TABLE fg_{task}_labs AS {_labs_group_sql(c, 'lab_wide', i)}"
         )
     con.execute("DROP TABLE lab_agg")
     con.execute("DROP TABLE lab_wide")
@@ -376,3 +400,42 @@ def assemble(
     con.execute(f"DROP TABLE pre_{task}")
     con.execute(f"DROP TABLE fg_{task}_labs")
     return table, kept
+
+
+def unit_query(task: str, cohort_sql: str, features: list[Feature]) -> str:
+    """ONE statement with the same cohort, feature group, lab and assembly SQL as the build
+    (`build_cohort`, `compute_groups`, `prejoin`, `aggregate_labs`, `pivot_labs`, `assemble`),
+    each a CTE rather than a table: the cohort's key columns and `features` of every unit, ordered
+    by `unit_id`. For a few patients' rows (the FHIR route) the build's twenty statements cost
+    more to plan and materialise than to run. Needs the Elixhauser prefixes registered as
+    `elix_prefixes` (`ELIX_PREFIXES`)."""
+    c = "cohort"
+    groups = _groups(task, c)
+    ctes = {
+        c: (
+            f"SELECT row_number() OVER (ORDER BY subject_id, {TASKS[task].unit}) AS unit_id, * "
+            f"FROM ({cohort_sql})"
+        ),
+        "elix_code": _elix_code_sql("elix_prefixes"),
+        "med_class": _med_class_sql(),
+        **{f"fg_{name}": sql for name, sql in groups.items()},
+        "lab_agg": _lab_agg_sql(_lab_units({task: c}), "labevents"),
+        "lab_wide": _lab_wide_sql("lab_agg"),
+        "fg_labs": _labs_group_sql(c, "lab_wide", 0),
+    }
+    joins = " ".join(f"LEFT JOIN fg_{n} USING (unit_id)" for n in [*groups, "labs"])
+    keys = ", ".join(
+        f"{c}.{k}"
+        for k in (
+            "unit_id",
+            "subject_id",
+            "hadm_id",
+            "icustay_id",
+            "admittime",
+            "prediction_time",
+            TASKS[task].target,
+        )
+    )
+    cols = ", ".join(f.name for f in features)
+    with_ = ",\n".join(f"{name} AS ({sql})" for name, sql in ctes.items())
+    return f"WITH {with_}\nSELECT {keys}, {cols} FROM {c} {joins} ORDER BY {c}.unit_id"

@@ -8,6 +8,7 @@ Bundle's time counts as lasting until then (its cohort rule asks for 24 h in the
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 import duckdb
@@ -16,8 +17,8 @@ import pyarrow as pa
 
 from safellm.data import mimic
 from safellm.data.catalogue import Feature
-from safellm.data.cohorts import build_cohort
-from safellm.data.features import aggregate_labs, assemble, compute_groups, pivot_labs, prejoin
+from safellm.data.cohorts import COHORT_SQL
+from safellm.data.features import ELIX_PREFIXES, unit_query
 from safellm.errors import FhirInputError, FhirIssue
 from safellm.fhir.ingest import Ingested
 from safellm.risk.dataset import coerce
@@ -43,9 +44,9 @@ def _types(name: str) -> dict[str, str]:
 
 
 def load(con: duckdb.DuckDBPyConnection, ing: Ingested) -> None:
-    """The Bundle's rows as tables named and typed like the staged MIMIC tables (through Arrow:
-    no per-value conversion in Python). An ICU stay still open at the Bundle's time gets that
-    time as its end."""
+    """The Bundle's rows as Arrow tables registered under the staged MIMIC tables' names and types
+    (no per-value conversion in Python, no copy into DuckDB). An ICU stay still open at the
+    Bundle's time gets that time as its end."""
     now = ing.now
     for name, rows in ing.tables.items():
         types = _types(name)
@@ -58,9 +59,15 @@ def load(con: duckdb.DuckDBPyConnection, ing: Ingested) -> None:
                 else r
                 for r in data
             ]
-        con.register("incoming", pa.Table.from_pylist(data, schema=schema))
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming")
-        con.unregister("incoming")
+        con.register(name, pa.Table.from_pylist(data, schema=schema))
+    con.register("elix_prefixes", ELIX_PREFIXES)
+
+
+# One in-memory database for the process; each Bundle gets a cursor of its own (a connection of
+# that database: about 0.3 ms, where opening a database costs 30-40 ms). Nothing is written to it:
+# a cursor's registered tables are its own and go when it is closed.
+_DB = duckdb.connect(":memory:", config={"threads": 1})
+_DB_LOCK = threading.Lock()
 
 
 class Rows:
@@ -68,23 +75,16 @@ class Rows:
 
     def __init__(self, ing: Ingested) -> None:
         self.ing = ing
-        self.con = duckdb.connect(":memory:", config={"threads": 1})
+        with _DB_LOCK:
+            self.con = _DB.cursor()
         load(self.con, ing)
 
     def of(self, task: str, features: list[Feature]) -> pd.DataFrame:
         """Every unit of `task` in the Bundle with its features (`features`: the model's
-        inputs), typed as the model reads them."""
+        inputs), typed as the model reads them: the build's cohort and feature SQL as one
+        statement (`unit_query`)."""
         task_spec(task)
-        con = self.con
-        cohort = build_cohort(con, task)
-        compute_groups(con, task, cohort)
-        prejoin(con, task, cohort)
-        aggregate_labs(con, {task: cohort})
-        pivot_labs(con, {task: cohort})
-        table, _ = assemble(con, task, cohort)
-        keys = [d[0] for d in con.execute(f"SELECT * FROM {cohort} LIMIT 0").description or []]
-        cols = ", ".join(f'"{c}"' for c in [*keys, *(f.name for f in features)])
-        frame = con.execute(f"SELECT {cols} FROM {table}").df()
+        frame = self.con.execute(unit_query(task, COHORT_SQL[task], features)).df()
         return coerce(frame, features)
 
     def close(self) -> None:

@@ -27,9 +27,10 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
+from pydantic import TypeAdapter
 
 from safellm.data.catalogue import LABS, VITALS
 from safellm.errors import FhirInputError, FhirIssue
@@ -117,13 +118,21 @@ def _validate(resource: Resource, where: str, problems: _Problems) -> bool:
     if model is None or "FHIRResourceModel" not in {c.__name__ for c in model.__mro__}:
         problems.add(where, f"unknown resourceType {rtype[:40]!r}", "not-supported")
         return False
+    shape, leaves = _shape(rtype, resource)
     try:
-        key = hashlib.blake2b(
-            json.dumps(resource, sort_keys=True, separators=(",", ":")).encode(), digest_size=16
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()
+        # the resource itself (seen before: an EHR sends the record at every hook), its shape
+        exact = hashlib.blake2b(
+            text + json.dumps([v for _, _, v in leaves]).encode(), digest_size=16
         ).digest()
+        key: bytes | None = hashlib.blake2b(text, digest_size=16).digest()
     except (TypeError, ValueError):  # not JSON (NaN, a loop): let the model say what is wrong
         key = None
-    if key is not None and _VALID.seen(key):
+    if key is not None and (
+        _VALID.seen(exact) or (_VALID.seen(key) and _leaves_valid(model, leaves))
+    ):
+        if leaves:
+            _VALID.add(exact)
         return True
     try:
         model.model_validate(resource)
@@ -134,7 +143,81 @@ def _validate(resource: Resource, where: str, problems: _Problems) -> bool:
         return False
     if key is not None:
         _VALID.add(key)
+        _VALID.add(exact)
     return True
+
+
+# The leaves in which a patient's resources of one kind differ from each other (a lab's id, time
+# and value). A resource is remembered as valid by its "shape": itself with these leaves replaced
+# by their JSON types. One of the same shape as a resource found valid is checked leaf by leaf,
+# with the model's own field types (FHIR id, dateTime, instant, decimal), instead of whole: the
+# model has no rule that ties these leaves to other fields, so the answer is the model's.
+_LEAVES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Observation": (("id",), ("effectiveDateTime",), ("issued",), ("valueQuantity", "value")),
+    "MedicationRequest": (("id",), ("authoredOn",)),
+    "Condition": (("id",),),
+    "Procedure": (("id",),),
+}
+_ADAPTERS: dict[tuple[str, tuple[str, ...]], TypeAdapter[Any]] = {}
+
+
+def _shape(rtype: str, resource: Resource) -> tuple[Any, list[tuple[str, tuple[str, ...], Any]]]:
+    """The resource with its varying leaves (`_LEAVES`) replaced by their JSON types, and those
+    leaves (resource type, path, value)."""
+    paths = _LEAVES.get(rtype)
+    if not paths:
+        return resource, []
+    shape = dict(resource)
+    leaves = []
+    for path in paths:
+        parent: dict[str, Any] | None = shape
+        for k in path[:-1]:
+            assert parent is not None
+            child = parent.get(k)
+            if not isinstance(child, dict):
+                parent = None
+                break
+            parent[k] = child = dict(child)  # a copy: the resource itself is not changed
+            parent = child
+        if parent is not None and path[-1] in parent:
+            value = parent[path[-1]]
+            parent[path[-1]] = f"\0{type(value).__name__}"
+            leaves.append((rtype, path, value))
+    return shape, leaves
+
+
+def _leaves_valid(model: Any, leaves: list[tuple[str, tuple[str, ...], Any]]) -> bool:
+    """Whether each leaf's value passes its field's type in the model (see `_LEAVES`)."""
+    from pydantic import ValidationError
+
+    for rtype, path, value in leaves:
+        adapter = _ADAPTERS.get((rtype, path))
+        if adapter is None:
+            owner = model
+            for k in path[:-1]:  # nested elements: their own model classes
+                owner = _element_model(owner.model_fields[k].annotation)
+            adapter = TypeAdapter(owner.model_fields[path[-1]].annotation)
+            _ADAPTERS[(rtype, path)] = adapter
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            return False
+    return True
+
+
+def _element_model(annotation: Any) -> Any:
+    """The FHIR element model class behind a field's annotation (`QuantityType | None`)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for arg in (annotation, *get_args(annotation)):
+        name = getattr(arg, "__resource_type__", None) or getattr(arg, "__name__", "")
+        if isinstance(name, str) and name.endswith("Type"):
+            name = name[: -len("Type")]
+        try:
+            return get_fhir_model_class(name)
+        except (KeyError, ValueError):
+            continue
+    raise TypeError(f"no FHIR model for {annotation!r}")
 
 
 class _Seen:

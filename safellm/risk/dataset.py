@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,14 +55,21 @@ class TaskData:
 
 
 def coerce(frame: pd.DataFrame, feats: list[Feature]) -> pd.DataFrame:
-    """Model-input types, in place: categories as strings (missing: "UNKNOWN"), the rest as
-    floats (missing: NaN). Every route to a feature row (the built table, a FHIR Bundle) uses it."""
+    """`frame` with model-input types: categories as strings (missing: "UNKNOWN"), the rest as
+    floats (missing: NaN); other columns kept, in their order. Every route to a feature row (the
+    built table, a FHIR Bundle) uses it. A new frame built once (assigning column by column costs
+    more than the conversions on the FHIR route's few rows)."""
+    new: dict[str, Any] = {}
     for f in feats:
+        col = frame[f.name]
         if f.kind == "categorical":
-            frame[f.name] = frame[f.name].astype("object").where(frame[f.name].notna(), "UNKNOWN")
+            new[f.name] = col.astype("object").where(col.notna(), "UNKNOWN")
+        elif col.dtype.kind in "fiub":  # numpy numbers and booleans, pandas' nullable ones
+            new[f.name] = col.to_numpy(dtype=float, na_value=np.nan)
         else:
-            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype(float)
-    return frame
+            new[f.name] = pd.to_numeric(col, errors="coerce").astype(float)
+    cols = {c: new[c] if c in new else frame[c] for c in frame.columns}
+    return pd.DataFrame(cols, index=frame.index)
 
 
 def load_task(data_dir: Path, task: str) -> TaskData:
@@ -78,6 +86,6 @@ def load_task(data_dir: Path, task: str) -> TaskData:
     names = manifest["features"][task]
     frame = pd.read_parquet(path)
     feats = [FEATURES[n] for n in names]
-    coerce(frame, feats)
+    frame = coerce(frame, feats)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return TaskData(task=task, frame=frame, features=feats, data_hash=digest)
