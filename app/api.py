@@ -3,7 +3,8 @@
 
 Contract (DESIGN.md): `GET /health` (no key); with `Authorization: Bearer <key>`: `POST /v1/predict`,
 `POST /v1/explain`, `POST /v1/explain/stream` (Server-Sent Events: `queued` events while the
-question waits for the model, `token` events, then one `explanation`), `GET /v1/patients`. Errors
+question waits for the model, `token` events, then one `explanation`), `GET /v1/patients`, and
+OpenAI's `POST /v1/chat/completions` and `GET /v1/models` (`safellm.services.openai_chat`). Errors
 are `{"error": {"code", "message"}}` with 400, 401, 404, 413, 422, 429 or 503 (with Retry-After
 when the model's queue is full) — never a stack trace; a failing LLM gives the guarded fallback
 with 200. A prediction starts a prefetch of that patient's prompt, in the background.
@@ -56,6 +57,7 @@ from safellm.errors import (
 from safellm.pgstore import PostgresRateLimiter
 from safellm.queueing import background
 from safellm.rationale import Explanation
+from safellm.services import openai_chat as oa
 from safellm.services.explanation import Ask, Caller, ExplanationService
 from safellm.tasks import TaskName
 
@@ -693,6 +695,111 @@ def create_app(
                         )
                     yield f"event: {kind}\ndata: {data}\n\n"
             finally:  # the end, or the client left mid-stream: the work stops either way
+                if outcome == "error" and token.reason is None:
+                    outcome = "cancelled"
+                token.cancel()
+                live.discard(token)
+                access.info(
+                    access_line(
+                        event="streamed",
+                        request_id=rid,
+                        route=request.url.path,
+                        key=key,
+                        ms=round((time.perf_counter() - started) * 1000, 1),
+                        guard=outcome,
+                    )
+                )
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
+    # ------------------------------------------------------------- OpenAI chat completions
+    @app.get("/v1/models", tags=["openai"])
+    async def openai_models(key: Key) -> dict[str, Any]:
+        """The SafeLLM services as OpenAI models (one per task this server can answer)."""
+        return oa.models(state["tasks"])
+
+    @app.post(
+        "/v1/chat/completions",
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+        tags=["openai"],
+    )
+    async def chat_completions(body: oa.ChatCompletionRequest, key: Key, request: Request) -> Any:
+        """OpenAI's chat-completions format over `/v1/explain` (see
+        `safellm.services.openai_chat`): the guarded answer, the Explanation in `safellm`. A
+        stream sends what `/v1/explain/stream` sends as `token` events (sentences as they pass
+        the guard), SSE comments while the question waits, and the Explanation on the last
+        chunk."""
+        asked = oa.parse(body)
+        check_ready(asked.task)
+        rid = request.state.request_id
+        cid = f"chatcmpl-{rid}"
+        caller = Caller(key, "/v1/chat/completions", rid)
+        place = svc().queue.reserve(key)
+        try:
+            facts = await run_in_threadpool(
+                svc().facts, asked.task, asked.hadm_id, asked.icustay_id, asked.ask.question
+            )
+        except BaseException:
+            svc().queue.release(place)
+            raise
+        token = watched(request)
+        if not body.stream:
+            work = asyncio.ensure_future(
+                run_in_threadpool(
+                    lambda: svc().explain_facts(
+                        facts,
+                        caller=caller,
+                        ask=asked.ask,
+                        fallback=True,
+                        cancel=token,
+                        place=place,
+                    )
+                )
+            )
+            watcher = asyncio.ensure_future(cancel_when_gone(request, token))
+            try:
+                exp = await work
+            finally:
+                watcher.cancel()
+                live.discard(token)
+                svc().queue.release(place)
+            request.state.guard = exp.guard.outcome
+            return JSONResponse(oa.completion(exp, body.model, cid))
+        events = svc().stream(
+            facts, caller=caller, ask=asked.ask, cancel=token, tick_s=WATCH_S, place=place
+        )
+        started, created = time.perf_counter(), int(time.time())
+
+        def data(obj: dict[str, Any]) -> str:
+            return f"data: {json.dumps(obj)}\n\n"
+
+        async def sse() -> AsyncIterator[str]:
+            outcome = "error"
+            try:
+                yield data(oa.chunk(cid, body.model, created, {"role": "assistant", "content": ""}))
+                async for e in iterate_in_threadpool(events):
+                    if e.kind == "tick":  # nothing new: a comment keeps the line alive
+                        yield ": working\n\n"
+                    elif e.kind == "queued":
+                        yield f": queued, {e.ahead} ahead\n\n"
+                    elif e.kind == "token":  # text the guard has let through (see module)
+                        yield data(oa.chunk(cid, body.model, created, {"content": e.text}))
+                    elif e.explanation is not None:
+                        exp = e.explanation
+                        outcome = exp.guard.outcome
+                        final = oa.chunk(cid, body.model, created, {}, "stop", oa.extension(exp))
+                        yield data(final)
+                        yield "data: [DONE]\n\n"
+                    elif e.error is not None:
+                        if isinstance(e.error, Cancelled):
+                            outcome = e.error.reason
+                            code, message = e.error.reason, str(e.error)
+                        elif isinstance(e.error, SafeLLMError):
+                            code, message = type(e.error).__name__, str(e.error)
+                        else:  # never a traceback to the client
+                            code, message = "internal_error", type(e.error).__name__
+                        yield data({"error": {"code": code, "message": message}})
+            finally:
                 if outcome == "error" and token.reason is None:
                     outcome = "cancelled"
                 token.cancel()

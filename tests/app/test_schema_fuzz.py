@@ -22,6 +22,8 @@ def test_no_5xx_anywhere(live_server) -> None:  # type: ignore[no-untyped-def]
         "/cds-services",
         "/cds-services/{service_id}",
         "/cds-services/{service_id}/feedback",
+        "/v1/chat/completions",
+        "/v1/models",
     }
     for op in operations:
 
