@@ -4,7 +4,8 @@
 Contract (DESIGN.md): `GET /health` (no key); with `Authorization: Bearer <key>`: `POST /v1/predict`,
 `POST /v1/explain`, `POST /v1/explain/stream` (Server-Sent Events: `queued` events while the
 question waits for the model, `token` events, then one `explanation`), `GET /v1/patients`, and
-OpenAI's `POST /v1/chat/completions` and `GET /v1/models` (`safellm.services.openai_chat`). Errors
+OpenAI's `POST /v1/chat/completions` and `GET /v1/models` (`safellm.services.openai_chat`), and
+`GET /metrics` (Prometheus; `app.metrics`, `SAFELLM_METRICS`). Errors
 are `{"error": {"code", "message"}}` with 400, 401, 404, 413, 422, 429 or 503 (with Retry-After
 when the model's queue is full) — never a stack trace; a failing LLM gives the guarded fallback
 with 200. A prediction starts a prefetch of that patient's prompt, in the background.
@@ -26,7 +27,7 @@ from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.cds import fhir_routes, operation_outcome
+from app.metrics import Metrics
 from app.security import KeyRing, LoginThrottle, RateLimiter
 from safellm.audit import AuditTrail
 from safellm.cancel import CancelToken
@@ -372,6 +374,7 @@ def create_app(
         raise ValueError("give the audit trail to the service: ExplanationService(..., audit=...)")
     state["service"] = service or ExplanationService(settings, audit=audit)
     state["tasks"] = state["service"].available_tasks()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -403,6 +406,9 @@ def create_app(
             await run_in_threadpool(warm)
         except SafeLLMError as exc:
             log.warning("warm-up incomplete: %s", type(exc).__name__)
+        metrics.watch_queue(svc.queue.waiting, lambda: svc.queue.service_s)
+        with suppress(SafeLLMError):
+            metrics.versions(versions())
         yield
         for token in list(live):  # shutting down: work in flight stops between two tokens
             token.cancel()
@@ -433,6 +439,8 @@ def create_app(
     # outermost first: the access log sees every answer, the sign-in throttle's refusals included
     app.add_middleware(SignInThrottle, logins=logins)
     app.add_middleware(AccessLog)
+    if settings.metrics != "off":
+        metrics.instrument(app)
 
     # ------------------------------------------------------------------------------- errors
     @app.exception_handler(SafeLLMError)
@@ -570,7 +578,7 @@ def create_app(
         svc().prefetch_unit(body.task, body.hadm_id, body.icustay_id)
         return response
 
-    app.include_router(fhir_routes(svc, require_key, check_ready, ERRORS))
+    app.include_router(fhir_routes(svc, require_key, check_ready, ERRORS, metrics.card))
 
     @app.get("/v1/patients", response_model=Patients, responses=ERRORS, tags=["risk"])
     def patients(
@@ -638,6 +646,7 @@ def create_app(
             watcher.cancel()
             live.discard(token)
         request.state.guard = exp.guard.outcome
+        metrics.explained(exp, "/v1/explain")
         return exp
 
     @app.post(
@@ -682,6 +691,7 @@ def create_app(
                     elif e.explanation is not None:
                         kind, data = "explanation", e.explanation.model_dump_json()
                         outcome = e.explanation.guard.outcome
+                        metrics.explained(e.explanation, "/v1/explain/stream")
                     elif isinstance(e.error, Cancelled):
                         kind, outcome = "error", e.error.reason
                         data = json.dumps({"code": e.error.reason, "message": str(e.error)})
@@ -711,6 +721,27 @@ def create_app(
                 )
 
         return StreamingResponse(sse(), media_type="text/event-stream")
+
+    # ------------------------------------------------------------------------------ metrics
+    if settings.metrics != "off":
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        def scrape() -> PlainTextResponse:
+            return PlainTextResponse(
+                generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
+            )
+
+        if settings.metrics == "open":
+
+            @app.get("/metrics", include_in_schema=False)
+            async def metrics_open() -> PlainTextResponse:
+                return scrape()
+
+        else:
+
+            @app.get("/metrics", include_in_schema=False)
+            async def metrics_key(key: Key) -> PlainTextResponse:
+                return scrape()
 
     # ------------------------------------------------------------- OpenAI chat completions
     @app.get("/v1/models", tags=["openai"])
@@ -764,6 +795,7 @@ def create_app(
                 live.discard(token)
                 svc().queue.release(place)
             request.state.guard = exp.guard.outcome
+            metrics.explained(exp, "/v1/chat/completions")
             return JSONResponse(oa.completion(exp, body.model, cid))
         events = svc().stream(
             facts, caller=caller, ask=asked.ask, cancel=token, tick_s=WATCH_S, place=place
@@ -787,6 +819,7 @@ def create_app(
                     elif e.explanation is not None:
                         exp = e.explanation
                         outcome = exp.guard.outcome
+                        metrics.explained(exp, "/v1/chat/completions")
                         final = oa.chunk(cid, body.model, created, {}, "stop", oa.extension(exp))
                         yield data(final)
                         yield "data: [DONE]\n\n"

@@ -75,6 +75,7 @@ def fhir_routes(
     require_key: Callable[..., Any],
     check_ready: Callable[[str], None],
     errors: dict[int | str, dict[str, Any]],
+    on_card: Callable[[str, str], None] = lambda service_id, indicator: None,
 ) -> APIRouter:
     router = APIRouter()
     Key = Annotated[str, Depends(require_key)]
@@ -102,7 +103,10 @@ def fhir_routes(
 
         check_ready(service(service_id)["task"])
         base = str(request.base_url)
-        return await run_in_threadpool(cds_service().call, service_id, body, base, key)
+        out = await run_in_threadpool(cds_service().call, service_id, body, base, key)
+        for c in out["cards"]:
+            on_card(service_id, c["indicator"])
+        return out
 
     @router.post("/cds-services/{service_id}/feedback", responses=responses, tags=["cds-hooks"])
     async def cds_feedback(service_id: str, body: FeedbackRequest, key: Key) -> dict[str, int]:

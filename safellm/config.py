@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Timeout of each read from a CDS client's FHIR server (prefetch not sent).",
     )
+    metrics: Literal["key", "open", "off"] = Field(
+        default="key",
+        description="Prometheus metrics at /metrics: key (an API key, as the other routes), "
+        "open (no key: for a scraper inside the network) or off.",
+    )
     cds_public_url: str | None = Field(
         default=None,
         description="Base URL of this service as clinicians' browsers reach it, for the links "
