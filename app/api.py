@@ -18,7 +18,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -193,6 +193,15 @@ def security_headers(path: str, headers: Any) -> None:
 
 
 NOT_IN_COHORT = "no such admission or ICU stay in this task's cohort"
+
+
+def stream_error(exc: Exception) -> tuple[str, str]:
+    """The code and message of an error that stopped a stream: never a traceback."""
+    if isinstance(exc, Cancelled):
+        return exc.reason, str(exc)
+    if isinstance(exc, SafeLLMError):
+        return type(exc).__name__, str(exc)
+    return "internal_error", type(exc).__name__
 
 
 def error(
@@ -616,6 +625,38 @@ def create_app(
         live.add(token)
         return token
 
+    async def while_there(
+        request: Request, token: CancelToken, work: Callable[[], Explanation]
+    ) -> Explanation:
+        """`work` on a worker thread, its `token` cancelled if the client disconnects first."""
+        running = asyncio.ensure_future(run_in_threadpool(work))
+        watcher = asyncio.ensure_future(cancel_when_gone(request, token))
+        try:
+            return await running
+        finally:
+            watcher.cancel()
+            live.discard(token)
+
+    def stream_ended(
+        token: CancelToken, outcome: str, request: Request, key: str, started: float
+    ) -> None:
+        """A stream's end, or its client left mid-stream: the work stops either way, and the
+        access log gets its `streamed` line with the guard outcome."""
+        if outcome == "error" and token.reason is None:
+            outcome = "cancelled"
+        token.cancel()
+        live.discard(token)
+        access.info(
+            access_line(
+                event="streamed",
+                request_id=request.state.request_id,
+                route=request.url.path,
+                key=key,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+                guard=outcome,
+            )
+        )
+
     @app.post("/v1/explain", response_model=Explanation, responses=ERRORS, tags=["explain"])
     async def explain(body: ExplainRequest, key: Key, request: Request) -> Explanation:
         check_ready(body.task)
@@ -625,26 +666,20 @@ def create_app(
         place = svc().queue.reserve(key)
         token = watched(request)
         caller = Caller(key, "/v1/explain", request.state.request_id)
-        work = asyncio.ensure_future(
-            run_in_threadpool(
-                lambda: svc().explain(
-                    body.task,
-                    body.hadm_id,
-                    body.icustay_id,
-                    caller=caller,
-                    ask=ask,
-                    fallback=True,
-                    cancel=token,
-                    place=place,
-                )
-            )
+        exp = await while_there(
+            request,
+            token,
+            lambda: svc().explain(
+                body.task,
+                body.hadm_id,
+                body.icustay_id,
+                caller=caller,
+                ask=ask,
+                fallback=True,
+                cancel=token,
+                place=place,
+            ),
         )
-        watcher = asyncio.ensure_future(cancel_when_gone(request, token))
-        try:
-            exp = await work
-        finally:
-            watcher.cancel()
-            live.discard(token)
         request.state.guard = exp.guard.outcome
         metrics.explained(exp, "/v1/explain")
         return exp
@@ -676,7 +711,7 @@ def create_app(
             tick_s=WATCH_S,
             place=place,
         )
-        rid, started = request.state.request_id, time.perf_counter()
+        started = time.perf_counter()
 
         async def sse() -> AsyncIterator[str]:
             outcome = "error"
@@ -692,33 +727,13 @@ def create_app(
                         kind, data = "explanation", e.explanation.model_dump_json()
                         outcome = e.explanation.guard.outcome
                         metrics.explained(e.explanation, "/v1/explain/stream")
-                    elif isinstance(e.error, Cancelled):
-                        kind, outcome = "error", e.error.reason
-                        data = json.dumps({"code": e.error.reason, "message": str(e.error)})
-                    elif isinstance(e.error, SafeLLMError):
-                        kind = "error"
-                        data = json.dumps({"code": type(e.error).__name__, "message": str(e.error)})
-                    else:  # never a traceback to the client
-                        kind = "error"
-                        data = json.dumps(
-                            {"code": "internal_error", "message": type(e.error).__name__}
-                        )
+                    elif e.error is not None:
+                        kind, (code, message) = "error", stream_error(e.error)
+                        outcome = e.error.reason if isinstance(e.error, Cancelled) else outcome
+                        data = json.dumps({"code": code, "message": message})
                     yield f"event: {kind}\ndata: {data}\n\n"
             finally:  # the end, or the client left mid-stream: the work stops either way
-                if outcome == "error" and token.reason is None:
-                    outcome = "cancelled"
-                token.cancel()
-                live.discard(token)
-                access.info(
-                    access_line(
-                        event="streamed",
-                        request_id=rid,
-                        route=request.url.path,
-                        key=key,
-                        ms=round((time.perf_counter() - started) * 1000, 1),
-                        guard=outcome,
-                    )
-                )
+                stream_ended(token, outcome, request, key, started)
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
@@ -775,8 +790,10 @@ def create_app(
             raise
         token = watched(request)
         if not body.stream:
-            work = asyncio.ensure_future(
-                run_in_threadpool(
+            try:
+                exp = await while_there(
+                    request,
+                    token,
                     lambda: svc().explain_facts(
                         facts,
                         caller=caller,
@@ -784,15 +801,9 @@ def create_app(
                         fallback=True,
                         cancel=token,
                         place=place,
-                    )
+                    ),
                 )
-            )
-            watcher = asyncio.ensure_future(cancel_when_gone(request, token))
-            try:
-                exp = await work
             finally:
-                watcher.cancel()
-                live.discard(token)
                 svc().queue.release(place)
             request.state.guard = exp.guard.outcome
             metrics.explained(exp, "/v1/chat/completions")
@@ -824,29 +835,11 @@ def create_app(
                         yield data(final)
                         yield "data: [DONE]\n\n"
                     elif e.error is not None:
-                        if isinstance(e.error, Cancelled):
-                            outcome = e.error.reason
-                            code, message = e.error.reason, str(e.error)
-                        elif isinstance(e.error, SafeLLMError):
-                            code, message = type(e.error).__name__, str(e.error)
-                        else:  # never a traceback to the client
-                            code, message = "internal_error", type(e.error).__name__
+                        code, message = stream_error(e.error)
+                        outcome = e.error.reason if isinstance(e.error, Cancelled) else outcome
                         yield data({"error": {"code": code, "message": message}})
             finally:
-                if outcome == "error" and token.reason is None:
-                    outcome = "cancelled"
-                token.cancel()
-                live.discard(token)
-                access.info(
-                    access_line(
-                        event="streamed",
-                        request_id=rid,
-                        route=request.url.path,
-                        key=key,
-                        ms=round((time.perf_counter() - started) * 1000, 1),
-                        guard=outcome,
-                    )
-                )
+                stream_ended(token, outcome, request, key, started)
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
