@@ -1,8 +1,10 @@
-"""`safellm data synth` and `safellm data build`."""
+"""`safellm data synth`, `safellm data build` and `safellm data export`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -125,3 +127,63 @@ def data_build(
         out.print_json(json.dumps(report))
     else:
         print_report(report)
+
+
+class ExportFormat(StrEnum):
+    meds = "meds"
+
+
+@data_app.command("export")
+def data_export(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (replaced if present).")],
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="The dataset standard to write.")
+    ] = ExportFormat.meds,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data", help="A built data folder [default: $SAFELLM_HOME/data]."),
+    ] = None,
+    split_task: Annotated[
+        str,
+        typer.Option(
+            "--split-task",
+            help="The task whose outer folds give the subject splits (fold 0 held_out, "
+            "fold 1 tuning, the rest train).",
+        ),
+    ] = "readmission",
+    shard_subjects: Annotated[
+        int, typer.Option("--shard-subjects", min=1, help="Subjects per data shard.")
+    ] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Export the built hospital as a MEDS dataset: events, codes, subject splits, each task's
+    labels and ACES task configurations."""
+    from safellm.services.data import export_data
+
+    try:
+        with stages() as stage:
+            summary = export_data(
+                settings(),
+                data_dir,
+                out_dir,
+                split_task=split_task,
+                shard_subjects=shard_subjects,
+                stage=stage,
+            )
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(json.dumps(dataclasses.asdict(summary), default=str))
+        return
+    console.print(
+        f"[green]wrote[/] {summary.out_dir} ({fmt.value}) in {summary.seconds:.1f} s: "
+        f"{summary.subjects:,} subjects, {summary.events:,} events, {summary.codes:,} codes"
+    )
+    table = Table(title="MEDS labels")
+    table.add_column("task")
+    table.add_column("labels", justify="right")
+    for task, rows in summary.labels.items():
+        table.add_row(task, f"{rows:,}")
+    out.print(table)
+    splits = ", ".join(f"{k} {v:,}" for k, v in summary.splits.items())
+    console.print(f"subjects by split: {splits}")

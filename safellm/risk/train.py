@@ -53,6 +53,17 @@ def outer_splitter(kind: str, n_splits: int, seed: int) -> StratifiedGroupKFold 
     return GroupKFold(n_splits=n_splits)
 
 
+def outer_folds(td: TaskData, *, seed: int = 0, n_splits: int = 5) -> np.ndarray:
+    """The outer fold (0 .. n_splits - 1) of each unit: patient-grouped, stratified for a
+    classification task; the folds `train_task` cross-validates on (same data, seed and count)."""
+    folds = np.full(len(td.y), -1)
+    for k, (_, test) in enumerate(
+        outer_splitter(td.kind, n_splits, seed).split(td.X, _target(td), td.groups)
+    ):
+        folds[test] = k
+    return folds
+
+
 def _check_size(td: TaskData, n_splits: int) -> None:
     n_groups = len(np.unique(td.groups))
     if n_groups < 2 * n_splits:
@@ -135,10 +146,8 @@ def train_task(
     step = progress or (lambda _s: None)
     models = models or models_for(td.kind)
     y = _target(td)
-    folds = np.full(len(y), -1)
-    splits = list(outer_splitter(td.kind, n_splits, seed).split(td.X, y, td.groups))
-    for k, (_, test) in enumerate(splits):
-        folds[test] = k
+    folds = outer_folds(td, seed=seed, n_splits=n_splits)
+    splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(n_splits)]
     metric_fns = CLASSIFICATION if td.kind == "classification" else REGRESSION
     runs: dict[str, ModelRun] = {}
     for model in models:
