@@ -253,6 +253,29 @@ class Settings(BaseSettings):
         description="Drift: the latest window's fallback or guard-failure rate above the earlier "
         "windows' by more than this alerts.",
     )
+    drift_auroc_drop: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Concept drift: a period whose AUROC is more than this below the model's "
+        "validation AUROC, its CI wholly below it, alerts.",
+    )
+    drift_intercept_alert: float = Field(
+        default=0.5,
+        gt=0,
+        description="Concept drift: a period whose calibration intercept is beyond ± this, its CI "
+        "excluding 0, alerts.",
+    )
+    drift_brier_increase: float = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="Concept drift: a period whose Brier score exceeds the validation Brier score "
+        "by more than this, its CI wholly above it, alerts.",
+    )
+    drift_min_window_units: int = Field(
+        default=30, ge=2, description="Concept drift: periods with fewer units are not judged."
+    )
     guard_policy: Path = Field(
         default_factory=resources.policy_file,
         description="The guard policy file [packaged guardrails/clinical.yaml].",

@@ -8,7 +8,21 @@ predictions, and of the explanations' quality over time (from the audit trail).
 A feature alerts when its PSI reaches `psi_alert`, or when its KS statistic reaches `ks_min_stat`
 with a p-value below `ks_alpha` divided by the number of features (Bonferroni). The guard's
 fallback and failure rates alert when the latest window's rate exceeds the earlier windows' by
-more than `quality_rate_increase`. Pure functions of values; thresholds come from the caller.
+more than `quality_rate_increase`.
+
+Concept drift (`performance_drift`): once outcomes are known, the model's AUROC, calibration slope
+and intercept and Brier score per calendar month (or quarter, year) of prediction time, each with
+a patient-level bootstrap 95 % CI. With k periods judged, each decision is made at level 0.05 / k
+(Bonferroni, so that a year of months does not alert by chance): a period alerts when its AUROC is
+more than `auroc_drop` below the model's validation AUROC and its (1 - 0.05 / k) bootstrap interval
+lies wholly below that AUROC; when its calibration intercept is beyond ±`intercept_alert` and the
+number of outcomes is unlikely under the predicted risks (exact Poisson-binomial test, p < 0.05 / k;
+percentile intervals of the intercept are too narrow with a handful of outcomes); or when its Brier
+score exceeds the validation Brier score by more than `brier_increase` with its interval wholly
+above it. Periods of fewer than `min_window_units` units, or without both outcomes, are shown but
+not judged.
+
+Pure functions of values; thresholds come from the caller.
 """
 
 from __future__ import annotations
@@ -20,6 +34,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from safellm.risk.evaluate import CLASSIFICATION, Estimate, bootstrap, observed_expected_p
+
 EPS = 1e-4
 
 
@@ -28,6 +44,10 @@ class Thresholds(BaseModel):
     ks_alpha: float = Field(default=0.01, gt=0, lt=1)
     ks_min_stat: float = Field(default=0.1, gt=0, le=1)
     quality_rate_increase: float = Field(default=0.1, gt=0, le=1)
+    auroc_drop: float = Field(default=0.05, gt=0, lt=1)
+    intercept_alert: float = Field(default=0.5, gt=0)
+    brier_increase: float = Field(default=0.03, gt=0, lt=1)
+    min_window_units: int = Field(default=30, ge=2)
 
 
 class FeatureDrift(BaseModel):
@@ -232,4 +252,152 @@ def quality_drift(
         latest_failure_rate=l_fail,
         alert=bool(why),
         why="; ".join(why),
+    )
+
+
+PERIODS = {"month": "M", "quarter": "Q", "year": "Y"}
+
+
+class PerformanceWindow(BaseModel):
+    start: str  # first day of the period (ISO date)
+    n: int
+    positives: int
+    expected: float = Field(description="Outcomes the predicted risks expect (their sum).")
+    outcomes_p: float | None = Field(
+        default=None,
+        description="Two-sided p-value of the outcomes given the predicted risks (exact).",
+    )
+    auroc: Estimate | None = None
+    calibration_slope: Estimate | None = None
+    calibration_intercept: Estimate | None = None
+    brier: Estimate | None = None
+    alert: bool = False
+    why: str = ""
+
+
+class PerformanceDrift(BaseModel):
+    period: str
+    validation_auroc: float | None
+    validation_brier: float | None
+    windows: list[PerformanceWindow]
+    alert: bool
+    why: str = ""
+
+
+def _window_alerts(
+    w: PerformanceWindow, auroc: float | None, brier: float | None, t: Thresholds, alpha: float
+) -> list[str]:
+    """Why the period alerts (nothing: it does not), each decision at level `alpha`."""
+    why = []
+    a, c, b = w.auroc, w.calibration_intercept, w.brier
+    level = f"{1 - alpha:.1%} interval"
+    if (
+        auroc is not None
+        and a is not None
+        and a.point is not None
+        and a.judge_hi is not None
+        and a.point < auroc - t.auroc_drop
+        and a.judge_hi < auroc
+    ):
+        why.append(
+            f"AUROC {a.point:.3f} ({level} to {a.judge_hi:.3f}) vs {auroc:.3f} at validation"
+        )
+    if (
+        c is not None
+        and c.point is not None
+        and w.outcomes_p is not None
+        and abs(c.point) > t.intercept_alert
+        and w.outcomes_p < alpha
+    ):
+        why.append(
+            f"calibration intercept {c.point:+.2f}: {w.positives} outcomes where the risks expect "
+            f"{w.expected:.1f} (p = {w.outcomes_p:.1e})"
+        )
+    if (
+        brier is not None
+        and b is not None
+        and b.point is not None
+        and b.judge_lo is not None
+        and b.point > brier + t.brier_increase
+        and b.judge_lo > brier
+    ):
+        why.append(
+            f"Brier {b.point:.3f} ({level} from {b.judge_lo:.3f}) vs {brier:.3f} at validation"
+        )
+    return why
+
+
+def performance_drift(
+    times: Sequence[datetime] | pd.Series,
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: np.ndarray,
+    t: Thresholds,
+    *,
+    validation_auroc: float | None,
+    validation_brier: float | None,
+    period: str = "month",
+    n_boot: int = 200,
+    seed: int = 0,
+) -> PerformanceDrift:
+    """A classifier's performance per `period` of prediction time (`times`), against its
+    validation figures. `y`: outcomes (0/1), `p`: predicted risks, `groups`: patient ids (the
+    bootstrap resamples patients)."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {sorted(PERIODS)}, not {period!r}")
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    groups = np.asarray(groups)
+    when = pd.to_datetime(pd.Series(list(times) if not isinstance(times, pd.Series) else times))
+    starts = when.dt.to_period(PERIODS[period]).dt.start_time.to_numpy()
+    metrics = {
+        k: CLASSIFICATION[k]
+        for k in ("auroc", "calibration_slope", "calibration_intercept", "brier")
+    }
+    periods = [np.flatnonzero(starts == start) for start in np.unique(starts)]
+
+    def judged_(idx: np.ndarray) -> bool:
+        return len(idx) >= t.min_window_units and 0 < y[idx].sum() < len(idx)
+
+    alpha = 0.05 / max(1, sum(judged_(idx) for idx in periods))  # Bonferroni over the periods
+    windows = []
+    for k, idx in enumerate(periods):
+        yw, pw = y[idx], p[idx]
+        w = PerformanceWindow(
+            start=pd.Timestamp(starts[idx[0]]).date().isoformat(),
+            n=len(idx),
+            positives=int(yw.sum()),
+            expected=float(pw.sum()),
+        )
+        if judged_(idx):
+            w.outcomes_p = observed_expected_p(yw, pw)
+            est = bootstrap(
+                metrics, yw, pw, groups[idx], n_boot=n_boot, seed=seed + k, judge_alpha=alpha
+            )
+            w.auroc, w.calibration_slope = est["auroc"], est["calibration_slope"]
+            w.calibration_intercept, w.brier = est["calibration_intercept"], est["brier"]
+            reasons = _window_alerts(w, validation_auroc, validation_brier, t, alpha)
+            w.alert, w.why = bool(reasons), "; ".join(reasons)
+        windows.append(w)
+    judged = [w for w in windows if w.auroc is not None]
+    alerting = [w for w in windows if w.alert]
+    if not judged:
+        why = (
+            f"no {period} has {t.min_window_units} or more units with both outcomes: "
+            "nothing to judge"
+        )
+    elif alerting:
+        why = (
+            f"{len(alerting)} of {len(judged)} {period}s degraded, first {alerting[0].start}: "
+            + (alerting[0].why)
+        )
+    else:
+        why = ""
+    return PerformanceDrift(
+        period=period,
+        validation_auroc=validation_auroc,
+        validation_brier=validation_brier,
+        windows=windows,
+        alert=bool(alerting),
+        why=why,
     )

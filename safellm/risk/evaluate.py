@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -22,6 +22,9 @@ class Estimate(BaseModel):
     lo: float | None
     hi: float | None
     n_boot: int
+    # the interval a decision corrected for multiple comparisons uses (see `bootstrap`)
+    judge_lo: float | None = Field(default=None, exclude=True)
+    judge_hi: float | None = Field(default=None, exclude=True)
 
     def fmt(self, digits: int = 3) -> str:
         if self.point is None:
@@ -97,8 +100,11 @@ def bootstrap(
     groups: np.ndarray,
     n_boot: int = 200,
     seed: int = 0,
+    judge_alpha: float | None = None,
 ) -> dict[str, Estimate]:
-    """Each metric with a 95 % percentile CI from resampling patients (groups) with replacement."""
+    """Each metric with a 95 % percentile CI from resampling patients (groups) with replacement.
+    With `judge_alpha`, each Estimate also carries the (1 - judge_alpha) interval of the same
+    resamples (`judge_lo`, `judge_hi`), for a decision corrected for multiple comparisons."""
     y = np.asarray(y, dtype=float)
     pred = np.asarray(pred, dtype=float)
     uniq, inv = np.unique(groups, return_inverse=True)
@@ -117,13 +123,36 @@ def bootstrap(
         point = fn(y, pred) if _defined(name, y) else None
         s = np.asarray(samples[name])
         s = s[np.isfinite(s)]
-        lo, hi = (
-            (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
-            if len(s) >= 20
-            else (None, None)
-        )
-        out[name] = Estimate(point=point, lo=lo, hi=hi, n_boot=len(s))
+        lo, hi = _interval(s, 0.05)
+        est = Estimate(point=point, lo=lo, hi=hi, n_boot=len(s))
+        if judge_alpha is not None:
+            est.judge_lo, est.judge_hi = _interval(s, judge_alpha)
+        out[name] = est
     return out
+
+
+def _interval(samples: np.ndarray, alpha: float) -> tuple[float | None, float | None]:
+    if len(samples) < 20:
+        return None, None
+    return (
+        float(np.percentile(samples, 100 * alpha / 2)),
+        float(np.percentile(samples, 100 * (1 - alpha / 2))),
+    )
+
+
+def observed_expected_p(y: np.ndarray, p: np.ndarray) -> float:
+    """Two-sided p-value of the number of outcomes `sum(y)` if each unit's outcome were a
+    Bernoulli draw of its predicted risk (the exact Poisson-binomial distribution): a test of
+    calibration in the large that stays exact with few outcomes."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    dist = np.zeros(len(p) + 1)
+    dist[0] = 1.0
+    for q in p:  # the distribution of the count, one unit at a time
+        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
+        dist[0] *= 1 - q
+    k = round(float(np.sum(y)))
+    lower, upper = float(dist[: k + 1].sum()), float(dist[k:].sum())
+    return min(1.0, 2 * min(lower, upper))
 
 
 def shift_log_odds(p: np.ndarray, offset: float) -> np.ndarray:

@@ -20,9 +20,11 @@ from safellm.fsutil import atomic_write_text
 from safellm.risk.dataset import load_task
 from safellm.risk.drift import (
     FeatureDrift,
+    PerformanceDrift,
     QualityDrift,
     Thresholds,
     feature_drift,
+    performance_drift,
     prediction_drift,
     quality_drift,
 )
@@ -40,6 +42,7 @@ class MonitorReport(BaseModel):
     features: list[FeatureDrift]
     prediction: FeatureDrift
     quality: QualityDrift
+    performance: PerformanceDrift | None = None  # classification tasks
     alerts: list[str]
     alert: bool
 
@@ -63,6 +66,10 @@ def thresholds_of(settings: Settings) -> Thresholds:
         ks_alpha=settings.drift_ks_alpha,
         ks_min_stat=settings.drift_ks_min_stat,
         quality_rate_increase=settings.drift_quality_rate_increase,
+        auroc_drop=settings.drift_auroc_drop,
+        intercept_alert=settings.drift_intercept_alert,
+        brier_increase=settings.drift_brier_increase,
+        min_window_units=settings.drift_min_window_units,
     )
 
 
@@ -74,10 +81,13 @@ def run_monitor(
     reference_dir: Path | None = None,
     window: timedelta = timedelta(days=7),
     out_dir: Path | None = None,
+    period: str = "month",
+    n_boot: int = 200,
 ) -> tuple[MonitorReport, dict[str, Path]]:
     """Drift of `current_dir` against `reference_dir` [the built data of `settings`] for the
     task's tabular model, and of the audit trail's guard outcomes over `window`-long windows;
-    reports in `out_dir` [`$SAFELLM_HOME/monitor/TASK`]."""
+    and, for a classifier, its performance per `period` of prediction time on the current
+    batch's known outcomes (concept drift); reports in `out_dir` [`$SAFELLM_HOME/monitor/TASK`]."""
     from safellm.risk.registry import load_bundle
 
     thresholds = thresholds_of(settings)
@@ -85,17 +95,35 @@ def run_monitor(
     out_dir = out_dir or settings.home / "monitor" / task
     ref = load_task(reference_dir, task)
     cur = load_task(current_dir, task)
-    explainer = tabular_explainer(load_bundle(settings.models_dir, task))
+    bundle = load_bundle(settings.models_dir, task)
+    explainer = tabular_explainer(bundle)
     p_ref = explainer.risk(explainer.attributions(ref.frame)[1])
     p_cur = explainer.risk(explainer.attributions(cur.frame)[1])
     features = feature_drift(ref.frame, cur.frame, ref.numeric, ref.categorical, thresholds)
     pred = prediction_drift(p_ref, p_cur, thresholds)
     quality = quality_drift(audit_rows(existing_trail(settings), task), window, thresholds)
+    performance = None
+    if cur.kind == "classification":
+        validation = bundle.meta.metrics.get(bundle.meta.default_model, {})
+        performance = performance_drift(
+            cur.frame["prediction_time"],
+            cur.y,
+            p_cur,
+            cur.groups,
+            thresholds,
+            validation_auroc=_point(validation.get("auroc")),
+            validation_brier=_point(validation.get("brier")),
+            period=period,
+            n_boot=n_boot,
+            seed=settings.seed,
+        )
     alerts = [f"{f.feature}: {f.why}" for f in features if f.alert]
     if pred.alert:
         alerts.append(f"predictions: {pred.why}")
     if quality.alert:
         alerts.append(f"explanations: {quality.why}")
+    if performance is not None and performance.alert:
+        alerts.append(f"performance: {performance.why}")
     report = MonitorReport(
         task=task,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -106,6 +134,7 @@ def run_monitor(
         features=features,
         prediction=pred,
         quality=quality,
+        performance=performance,
         alerts=alerts,
         alert=bool(alerts),
     )
@@ -115,6 +144,10 @@ def run_monitor(
     samples = {f: (ref.frame[f], cur.frame[f]) for f in shown if f in ref.numeric}
     atomic_write_text(paths["html"], render_html(report, samples, p_ref, p_cur))
     return report, paths
+
+
+def _point(estimate: Any) -> float | None:
+    return None if estimate is None else estimate.point
 
 
 def render_html(
@@ -162,6 +195,56 @@ def render_html(
         ax.tick_params(axis="x", rotation=45)
         figs.append(("Explanation quality over time (audit trail)", png_base64(fig)))
         plt.close(fig)
+    perf = report.performance
+    judged = [w for w in perf.windows if w.auroc is not None] if perf else []
+    if perf is not None and judged:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+        x = [w.start[:7] for w in judged]
+        panels = (
+            ("AUROC", "auroc", perf.validation_auroc),
+            ("Calibration intercept", "calibration_intercept", 0.0),
+            ("Brier score", "brier", perf.validation_brier),
+        )
+        for ax, (title, key, line) in zip(axes, panels, strict=True):
+            est = [getattr(w, key) for w in judged]
+            pts = np.array([e.point for e in est], dtype=float)
+            lo = np.array([e.lo if e.lo is not None else e.point for e in est], dtype=float)
+            hi = np.array([e.hi if e.hi is not None else e.point for e in est], dtype=float)
+            ax.errorbar(x, pts, yerr=[pts - lo, hi - pts], fmt="o-", capsize=3)
+            for i, w in enumerate(judged):
+                if w.alert:
+                    ax.plot(x[i], pts[i], "o", color="#c44e52", ms=9)
+            if line is not None:
+                ax.axhline(line, color="k", ls="--", lw=1)
+            ax.set_title(title)
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+        fig.tight_layout()
+        figs.append(
+            (
+                f"Performance per {perf.period} on known outcomes, 95 % CI (dashed: validation; "
+                "red: alert)",
+                png_base64(fig),
+            )
+        )
+        plt.close(fig)
+    perf_rows = "".join(
+        f"<tr><td>{w.start}</td><td>{w.n}</td><td>{w.positives}</td>"
+        f"<td>{w.auroc.fmt() if w.auroc else 'n/a'}</td>"
+        f"<td>{w.calibration_slope.fmt(2) if w.calibration_slope else 'n/a'}</td>"
+        f"<td>{w.calibration_intercept.fmt(2) if w.calibration_intercept else 'n/a'}</td>"
+        f"<td>{w.brier.fmt() if w.brier else 'n/a'}</td>"
+        f"<td>{'ALERT: ' + html.escape(w.why) if w.alert else ''}</td></tr>"
+        for w in judged
+    )
+    perf_table = (
+        f"<h2>Performance per {perf.period}</h2><table><tr><th>{perf.period}</th><th>units</th>"
+        "<th>positives</th><th>AUROC</th><th>calibration slope</th><th>calibration intercept</th>"
+        f"<th>Brier</th><th></th></tr>{perf_rows}</table><p>"
+        f"{len(perf.windows) - len(judged)} {perf.period}s with too few units or one outcome only "
+        f"are not shown. {html.escape(perf.why or 'No degradation.')}</p>"
+        if perf
+        else ""
+    )
     rows = "".join(
         f"<tr><td>{html.escape(f.feature)}</td><td>{f.kind}</td><td>{f.psi:.3f}</td>"
         f"<td>{'' if f.ks is None else f'{f.ks:.3f}'}</td>"
@@ -184,5 +267,5 @@ def render_html(
         f"reference {html.escape(report.reference)}; current {html.escape(report.current)}</p>"
         f"<h2>Alerts</h2><ul>{alerts}</ul>{imgs}<h2>Features</h2><table><tr><th>feature</th>"
         "<th>kind</th><th>PSI</th><th>KS</th><th>KS p</th><th></th></tr>"
-        f"{rows}</table></body></html>"
+        f"{rows}</table>{perf_table}</body></html>"
     )

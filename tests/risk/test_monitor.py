@@ -1,5 +1,8 @@
 """`safellm monitor` on a synthetic hospital split in two by patient: the halves do not drift; the
-second half with two features shifted alerts on exactly those two."""
+second half with two features shifted alerts on exactly those two. Concept drift: the second half
+seen over two calendar years with outcomes drawn from the model's own risks does not alert on
+performance; when the outcome model changes half-way, the second year's quarters, and only they,
+alert."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -27,19 +31,59 @@ def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_dataset(root / "hospital", root / "all")
     frame = pd.read_parquet(root / "all" / "readmission.parquet")
     for name, keep in (("ref", 0), ("cur", 1), ("shifted", 1)):
-        d = root / name
-        d.mkdir()
-        shutil.copy(root / "all" / "manifest.json", d / "manifest.json")
         part = frame[frame["subject_id"] % 2 == keep].copy()
         if name == "shifted":
             for col, shift in SHIFTED.items():
                 part[col] = shift(part[col])
-        part.to_parquet(d / "readmission.parquet")
+        _write(root, name, part)
     train_and_register("readmission", root / "ref", root / "home", n_boot=20, log_mlflow=False)
+    cur = frame[frame["subject_id"] % 2 == 1]
+    for name, change in (("calendar", False), ("concept", True)):
+        _write(root, name, over_two_years(cur, _risks(root, cur), change=change))
     return root
 
 
-def _monitor(root: Path, current: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def _write(root: Path, name: str, part: pd.DataFrame) -> None:
+    d = root / name
+    d.mkdir()
+    shutil.copy(root / "all" / "manifest.json", d / "manifest.json")
+    part.to_parquet(d / "readmission.parquet")
+
+
+def _risks(root: Path, part: pd.DataFrame) -> np.ndarray:
+    """The registered model's risks for the units of `part` (as `safellm monitor` computes them)."""
+    from safellm.explain.loader import tabular_explainer
+    from safellm.risk.dataset import load_task
+    from safellm.risk.registry import load_bundle
+
+    _write(root, "scratch", part)
+    explainer = tabular_explainer(load_bundle(root / "home" / "models", "readmission"))
+    frame = load_task(root / "scratch", "readmission").frame
+    shutil.rmtree(root / "scratch")
+    return np.asarray(explainer.risk(explainer.attributions(frame)[1]))
+
+
+CHANGE = pd.Timestamp("2102-01-01")
+
+
+def over_two_years(part: pd.DataFrame, risk: np.ndarray, change: bool) -> pd.DataFrame:
+    """A hospital whose outcomes follow the model: the batch's units in their order of
+    prediction time, spread over the two calendar years 2101-2102 (the synthetic hospital spreads
+    its patients over 87 shifted years), each readmitted with the model's predicted risk. With
+    `change`, from 2102 on the outcome model changes: 40 % are readmitted whatever their history."""
+    order = np.argsort(part["prediction_time"].to_numpy(), kind="stable")
+    part, risk = part.iloc[order].copy(), risk[order]
+    start = pd.Timestamp("2101-01-01")
+    span = (pd.Timestamp("2102-12-31") - start) / max(len(part) - 1, 1)
+    part["prediction_time"] = [start + i * span for i in range(len(part))]
+    rng = np.random.default_rng(11)
+    draw = rng.random(len(part))
+    after = (part["prediction_time"] >= CHANGE).to_numpy() & change
+    part["readmit_30d"] = np.where(after, draw < 0.4, draw < risk).astype("int32")
+    return part
+
+
+def _monitor(root: Path, current: str, monkeypatch: pytest.MonkeyPatch, *extra: str):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("SAFELLM_HOME", str(root / "home"))
     out = root / f"report-{current}"
     res = CliRunner().invoke(
@@ -54,6 +98,7 @@ def _monitor(root: Path, current: str, monkeypatch: pytest.MonkeyPatch):  # type
             str(root / current),
             "--out",
             str(out),
+            *extra,
         ],
     )
     return res, out
@@ -123,3 +168,41 @@ def test_the_fake_models_answers_are_not_monitored(tmp_path: Path) -> None:
         )
     rows = audit_rows(log, "readmission")
     assert [(passed, fallback) for _, passed, fallback in rows] == [(True, False)]
+
+
+def test_outcomes_that_change_half_way_alert_on_the_later_periods_only(
+    hospital: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res, out = _monitor(hospital, "concept", monkeypatch, "--period", "quarter", "--n-boot", "200")
+    assert res.exit_code == 1, res.output
+    report = json.loads((out / "drift.json").read_text())
+    perf = report["performance"]
+    assert perf["period"] == "quarter" and perf["validation_auroc"] is not None
+    windows = perf["windows"]
+    assert len(windows) == 8 and all(w["auroc"] is not None for w in windows)
+    before = [w for w in windows if pd.Timestamp(w["start"]) < CHANGE]
+    after = [w for w in windows if pd.Timestamp(w["start"]) >= CHANGE]
+    assert [w["alert"] for w in before] == [False] * 4, [w["why"] for w in before]
+    assert [w["alert"] for w in after] == [True] * 4
+    for w in after:  # 40 % readmitted against the model's lower risks: calibration in the large
+        assert w["calibration_intercept"]["lo"] > 0
+    assert any(a.startswith("performance: 4 of 8 quarters degraded") for a in report["alerts"])
+    # the features and the predictions did not move: only the outcomes did
+    assert not any(f["alert"] for f in report["features"]) and not report["prediction"]["alert"]
+    assert "Performance per quarter" in res.output
+    html = (out / "drift.html").read_text()
+    assert "Performance per quarter" in html and html.count("data:image/png;base64,") >= 4
+
+
+def test_the_same_two_years_without_the_change_do_not_alert_on_performance(
+    hospital: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res, out = _monitor(hospital, "calendar", monkeypatch, "--period", "quarter")
+    report = json.loads((out / "drift.json").read_text())
+    perf = report["performance"]
+    assert len(perf["windows"]) == 8 and all(w["auroc"] is not None for w in perf["windows"])
+    assert not perf["alert"], perf["why"]
+    assert not any(w["alert"] for w in perf["windows"])
+    assert res.exit_code == 0, res.output
