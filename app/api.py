@@ -383,7 +383,7 @@ def create_app(
         raise ValueError("give the audit trail to the service: ExplanationService(..., audit=...)")
     state["service"] = service or ExplanationService(settings, audit=audit)
     state["tasks"] = state["service"].available_tasks()
-    metrics = Metrics()
+    metrics = Metrics(settings.home / "monitor")  # concept drift: the latest monitor reports
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

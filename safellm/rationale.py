@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from safellm.errors import LLMError
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
-from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, TokenSink
+from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, TokenSink
 from safellm.llm.grammar import answer_grammar, answer_schema
 from safellm.llm.prompts import Prompt
 from safellm.tasks import task_spec
@@ -131,6 +131,19 @@ class Explanation(BaseModel):
     versions: Versions
     latency_s: float
     first_token_s: float | None = None
+    tokens_per_s: float | None = Field(
+        default=None,
+        description="The model's decoding speed on the first draft: tokens after the first, "
+        "per second after the first token.",
+    )
+
+
+def decode_rate(response: ChatResponse) -> float | None:
+    """Tokens per second after the first token, when the adapter counted them."""
+    n, total, first = response.completion_tokens, response.total_s, response.first_token_s
+    if not n or n < 2 or total is None or first is None or total <= first:
+        return None
+    return (n - 1) / (total - first)
 
 
 class Reask(Protocol):
@@ -482,7 +495,9 @@ def explain(
     screened = guard.screen(q, facts)
     facts = screened.facts
 
-    def make(answer: RationaleAnswer, report: GuardReport, first_s: float | None) -> Explanation:
+    def make(
+        answer: RationaleAnswer, report: GuardReport, first: ChatResponse | None
+    ) -> Explanation:
         return Explanation(
             task=facts.task,
             subject_id=facts.subject_id,
@@ -500,7 +515,8 @@ def explain(
                 llm=model.name,
             ),
             latency_s=time.perf_counter() - started,
-            first_token_s=first_s,
+            first_token_s=first.first_token_s if first is not None else None,
+            tokens_per_s=decode_rate(first) if first is not None else None,
         )
 
     if screened.refusal is not None:
@@ -562,4 +578,4 @@ def explain(
         report = report.model_copy(update={"violations": screened.violations + report.violations})
     if not report.fallback_used and draft.model_text is not None:
         shown = shown.model_copy(update={"model_text": draft.model_text})
-    return make(shown, report, first.first_token_s)
+    return make(shown, report, first)

@@ -1,6 +1,7 @@
 """`/metrics` scraped from the live server before and after a few requests: the request, guard,
-LLM and CDS counters move; the scrape needs a key by default (and `open` / `off` do what they
-say)."""
+LLM and CDS counters move; the latest `safellm monitor` report's performance per period is
+exported as read at each scrape; the scrape needs a key by default (and `open` / `off` do what
+they say)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def test_counters_move(live_server, demo_build) -> None:  # type: ignore[no-unty
     if kind:
         assert moved("safellm_explanations_total", route="/v1/explain", outcome=kind) == 1
     assert moved("safellm_explanation_seconds_count") == 1
+    assert moved("safellm_llm_tokens_per_second_count") == 1
+    assert moved("safellm_llm_tokens_per_second_sum") > 0
     assert moved("safellm_cds_cards_total", service="safellm-readmission", indicator=indicator) == 1
     assert _sum(after, "safellm_queue_waiting") == 0
     assert _sum(after, "safellm_build_info", llm="fake") == 1
@@ -137,3 +140,47 @@ def test_the_dashboard_reads_metrics_the_app_exports(live_server) -> None:  # ty
         names = set(re.findall(r"\b((?:safellm|http)_[a-z_]+)\b", expr))
         assert names, expr
         assert names <= exported, (expr, names - exported)
+
+
+def test_the_latest_monitor_report_is_exported(live_server) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import numpy as np
+
+    from safellm.risk.drift import Thresholds, performance_drift
+
+    rng = np.random.default_rng(0)
+    times = pd.Series(pd.date_range("2150-01-01", periods=400, freq="6h"))  # Jan to Apr
+    p = rng.uniform(0.05, 0.6, 400)
+    y = (rng.random(400) < p).astype(int)
+    y[300:] = 1 - y[300:]  # the outcomes turn against the model in the last 25 days
+    perf = performance_drift(
+        times, y, p, np.arange(400), Thresholds(), validation_auroc=0.7, validation_brier=0.2
+    )
+    assert perf.alert
+    folder = live_server.home / "monitor" / "readmission"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"task": "readmission", "performance": perf.model_dump(mode="json")}
+    before = _scrape(live_server)
+    assert _sum(before, "safellm_model_performance_alert", task="readmission") == 0
+    (folder / "drift.json").write_text(json.dumps(report))
+    (live_server.home / "monitor" / "los").mkdir(exist_ok=True)
+    (live_server.home / "monitor" / "los" / "drift.json").write_text("{not json")  # skipped
+    try:
+        after = _scrape(live_server)
+    finally:
+        (folder / "drift.json").unlink()
+    judged = [w for w in perf.windows if w.auroc is not None]
+    assert len(judged) == 4
+    for w in judged:
+        for metric in ("auroc", "calibration_slope", "calibration_intercept", "brier"):
+            got = _sum(
+                after,
+                "safellm_model_performance",
+                task="readmission",
+                metric=metric,
+                period=w.start,
+            )
+            assert got == getattr(w, metric).point
+    assert _sum(after, "safellm_model_performance_validation", metric="auroc") == 0.7
+    assert _sum(after, "safellm_model_performance_alert", task="readmission") == 1
