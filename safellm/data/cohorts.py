@@ -57,14 +57,19 @@ COHORT_SQL: dict[str, str] = {
 assert set(COHORT_SQL) == set(TASKS), "one cohort query per task"
 
 
+def cohort_select(task: str) -> str:
+    """The task's cohort query with a dense `unit_id` (by patient, then unit) in front: the
+    build's cohort table and the FHIR route's one-statement query (`unit_query`) both read it."""
+    return (
+        f"SELECT row_number() OVER (ORDER BY subject_id, {TASKS[task].unit}) AS unit_id, * "
+        f"FROM ({COHORT_SQL[task]})"
+    )
+
+
 def build_cohort(con: duckdb.DuckDBPyConnection, task: str) -> str:
     """Create table `cohort_<task>` (ordered, with a dense `unit_id`) and return its name."""
     table = f"cohort_{task}"
-    con.execute(
-        f"CREATE OR REPLACE TABLE {table} AS "
-        f"SELECT row_number() OVER (ORDER BY subject_id, {TASKS[task].unit}) AS unit_id, * "
-        f"FROM ({COHORT_SQL[task]}) ORDER BY unit_id"
-    )
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS {cohort_select(task)} ORDER BY unit_id")
     return table
 
 

@@ -22,6 +22,7 @@ from safellm.data.catalogue import (
     Feature,
     features_for,
 )
+from safellm.data.cohorts import cohort_select
 from safellm.tasks import TASKS
 
 __all__ = [
@@ -402,20 +403,17 @@ def assemble(
     return table, kept
 
 
-def unit_query(task: str, cohort_sql: str, features: list[Feature]) -> str:
+def unit_query(task: str, features: list[Feature]) -> str:
     """ONE statement with the same cohort, feature group, lab and assembly SQL as the build
-    (`build_cohort`, `compute_groups`, `prejoin`, `aggregate_labs`, `pivot_labs`, `assemble`),
-    each a CTE rather than a table: the cohort's key columns and `features` of every unit, ordered
-    by `unit_id`. For a few patients' rows (the FHIR route) the build's twenty statements cost
-    more to plan and materialise than to run. Needs the Elixhauser prefixes registered as
-    `elix_prefixes` (`ELIX_PREFIXES`)."""
+    (`cohort_select`, `compute_groups`, `prejoin`, `aggregate_labs`, `pivot_labs`, `assemble`),
+    each a CTE rather than a table: the cohort's columns and `features` of every unit, ordered by
+    `unit_id` (the columns of the build's task table). For a few patients' rows (the FHIR route)
+    the build's twenty statements cost more to plan and materialise than to run. Needs the
+    Elixhauser prefixes registered as `elix_prefixes` (`ELIX_PREFIXES`)."""
     c = "cohort"
     groups = _groups(task, c)
     ctes = {
-        c: (
-            f"SELECT row_number() OVER (ORDER BY subject_id, {TASKS[task].unit}) AS unit_id, * "
-            f"FROM ({cohort_sql})"
-        ),
+        c: cohort_select(task),
         "elix_code": _elix_code_sql("elix_prefixes"),
         "med_class": _med_class_sql(),
         **{f"fg_{name}": sql for name, sql in groups.items()},
@@ -424,18 +422,6 @@ def unit_query(task: str, cohort_sql: str, features: list[Feature]) -> str:
         "fg_labs": _labs_group_sql(c, "lab_wide", 0),
     }
     joins = " ".join(f"LEFT JOIN fg_{n} USING (unit_id)" for n in [*groups, "labs"])
-    keys = ", ".join(
-        f"{c}.{k}"
-        for k in (
-            "unit_id",
-            "subject_id",
-            "hadm_id",
-            "icustay_id",
-            "admittime",
-            "prediction_time",
-            TASKS[task].target,
-        )
-    )
     cols = ", ".join(f.name for f in features)
     with_ = ",\n".join(f"{name} AS ({sql})" for name, sql in ctes.items())
-    return f"WITH {with_}\nSELECT {keys}, {cols} FROM {c} {joins} ORDER BY {c}.unit_id"
+    return f"WITH {with_}\nSELECT {c}.*, {cols} FROM {c} {joins} ORDER BY {c}.unit_id"

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from safellm.data import mimic
 from safellm.data.catalogue import Feature
-from safellm.data.cohorts import COHORT_SQL
 from safellm.data.features import ELIX_PREFIXES, unit_query
 from safellm.errors import FhirInputError, FhirIssue
 from safellm.fhir.ingest import Ingested
@@ -84,7 +83,7 @@ class Rows:
         inputs), typed as the model reads them: the build's cohort and feature SQL as one
         statement (`unit_query`)."""
         task_spec(task)
-        frame = self.con.execute(unit_query(task, COHORT_SQL[task], features)).df()
+        frame = self.con.execute(unit_query(task, features)).df()
         return coerce(frame, features)
 
     def close(self) -> None:

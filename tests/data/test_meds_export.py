@@ -230,24 +230,9 @@ def _late_icu_deaths(source: Path) -> int:
     return int(n)
 
 
-@pytest.mark.parametrize("home", ["demo", "synthetic"])
-def test_aces_reproduces_the_cohorts(
-    home: str,
-    request: pytest.FixtureRequest,
-    demo_build,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
-) -> None:
+def test_aces_reproduces_the_cohorts(exported: tuple[Path, Path, Path], tmp_path: Path) -> None:
     assert ACES_CLI.exists(), "es-aces is a test dependency (pyproject.toml [dev])"
-    if home == "demo":
-        root, data_dir = request.getfixturevalue("demo_meds"), demo_build.out_dir
-    else:
-        root, data_dir = (
-            request.getfixturevalue("synthetic_meds"),
-            request.getfixturevalue("synthetic_build"),
-        )
-    import json
-
-    source = Path(json.loads((data_dir / "manifest.json").read_text())["source"])
+    root, data_dir, source = exported
     for task, spec in TASKS.items():
         ours = pd.read_parquet(data_dir / f"{task}.parquet")
         theirs = _aces(root, task, tmp_path)
