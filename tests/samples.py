@@ -100,3 +100,31 @@ def home_over(built: Path, home: Path) -> Path:
     for sub in ("data", "models"):
         (home / sub).symlink_to(built / sub)
     return home
+
+
+# answers to `answer_grammar(["F1", "F2", "F3", "F4"], ["N1", "N2"])` and whether it allows them
+GRAMMAR_CASES: list[tuple[str, bool]] = [
+    ("{F1} {F1.dir} the risk the most. {F2} {F2.dir} it as well. {F3} {F3.dir} it.", True),
+    ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. A note reports falls [N2].", True),
+    (
+        "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Also {F4.label} {F4.dir} it.",
+        True,
+    ),
+    ("{F1} {F1.dir} it by 12 points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # digit
+    ("{F1} {F1.dir} it by ³ points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # any digit
+    ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. {F7} {F7.dir} it.", False),  # no F7
+    ("{F1} {F1.dir} it. {F3} {F3.dir} it. {F2} {F2.dir} it.", False),  # F2 comes second
+    ("{F1} raises it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # the direction is a slot
+    ("Because {F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # F1 opens
+    ("{F1} {F1.dir} it [F1]. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # cited by hand
+    (
+        "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Notes say so [N3].",
+        False,
+    ),  # no N3
+    ("{F1} {F1.dir}    it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # padding spaces
+    (f"{{F1}} {{F1.dir}} {'ient' * 8}. {{F2}} {{F2.dir}} it. {{F3}} {{F3.dir}} it.", True),
+    (
+        f"{{F1}} {{F1.dir}} {'ient' * 9}. {{F2}} {{F2.dir}} it. {{F3}} {{F3.dir}} it.",
+        False,
+    ),  # a loop
+]

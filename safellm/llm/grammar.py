@@ -10,9 +10,9 @@ the Facts:
 
 `answer_grammar` allows exactly such answers for one set of Facts: references only to the fact ids
 given, note citations `[N#]` only to the note ids given, no digit outside a reference (free text is
-words of letters and a little punctuation, at most 16 in a row), every sentence carrying a fact
-reference or a note citation, and — completeness and directions by construction — the first
-sentences opening with "{F1} {F1.dir} ", "{F2} {F2.dir} ", "{F3} {F3.dir} " in that order (as
+words of letters and a little punctuation, at most 16 in a row and 32 letters each), every sentence
+carrying a fact reference or a note citation, and — completeness and directions by construction —
+the first sentences opening with "{F1} {F1.dir} ", "{F2} {F2.dir} ", "{F3} {F3.dir} " in that order (as
 many facts as there are, up to `required`), the model's own words completing each.
 
 `answer_schema` says the same as a JSON schema, for API models whose provider supports structured
@@ -28,13 +28,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-# free text: words of letters and a little punctuation, one space between them, at most 16 in a
+# free text: words of letters and a little punctuation (at most 32 characters: a model caught
+# in a loop cannot write one endless word), one space between them, at most 16 in a
 # row — no digit of any script (numbers come from references; a small model otherwise writes "³"
 # for the digits it may not use, or pads with spaces), no percent sign, no brace or bracket (refs
 # and citations only where the grammar puts them), no sentence end, no line break
 _RULES = r"""
 words ::= word (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)? (" " word)?
-word ::= [a-zA-Z,;:'()/-]+
+word ::= [a-zA-Z,;:'()/-]{1,32}
 ref ::= "{" fid suf "}" | "{risk}"
 suf ::= "" | ".dir" | ".label" | ".value"
 end ::= ncite? "."

@@ -13,7 +13,7 @@ from safellm.llm.grammar import answer_grammar
 from safellm.llm.local import EngineSpec, LlamaEngine, engine, model_file
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import SLOT, prompt_variables
-from tests.samples import sample_facts
+from tests.samples import GRAMMAR_CASES, sample_facts
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 G = answer_grammar(["F1", "F2", "F3", "F4"], ["N1", "N2"])
@@ -26,29 +26,7 @@ def eng() -> LlamaEngine:
     return engine(EngineSpec.of(settings, path))
 
 
-@pytest.mark.parametrize(
-    ("text", "ok"),
-    [
-        ("{F1} {F1.dir} the risk the most. {F2} {F2.dir} it as well. {F3} {F3.dir} it.", True),
-        ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. A note reports falls [N2].", True),
-        (
-            "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Also {F4.label} {F4.dir} it.",
-            True,
-        ),
-        ("{F1} {F1.dir} it by 12 points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # digit
-        ("{F1} {F1.dir} it by ³ points. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # any digit
-        ("{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. {F7} {F7.dir} it.", False),  # no F7
-        ("{F1} {F1.dir} it. {F3} {F3.dir} it. {F2} {F2.dir} it.", False),  # F2 comes second
-        ("{F1} raises it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # the direction is a slot
-        ("Because {F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # F1 opens
-        ("{F1} {F1.dir} it [F1]. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # cited by hand
-        (
-            "{F1} {F1.dir} it. {F2} {F2.dir} it. {F3} {F3.dir} it. Notes say so [N3].",
-            False,
-        ),  # no N3
-        ("{F1} {F1.dir}    it. {F2} {F2.dir} it. {F3} {F3.dir} it.", False),  # padding spaces
-    ],
-)
+@pytest.mark.parametrize(("text", "ok"), GRAMMAR_CASES)
 def test_llama_cpp_grammar_accepts_exactly_the_answer_form(
     eng: LlamaEngine, text: str, ok: bool
 ) -> None:
