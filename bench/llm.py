@@ -1,7 +1,8 @@
 """LLM benchmark on the packaged local model, in one process (the `cold` part also starts a
 fresh one).
 
-    .venv/bin/python bench/llm.py [--part stack|speed|prefetch|cold|ceiling|all] [--patients 5]
+    .venv/bin/python bench/llm.py [--part stack|speed|prefetch|cold|ceiling|transformers|all]
+                                  [--patients 5]
 
 - `stack`: one explanation through our stack (prompt → LiteLLM → custom provider → llama.cpp)
   against the same prompt sent straight to llama.cpp, on the same loaded model; cold (KV cache
@@ -21,6 +22,11 @@ fresh one).
   prompt of the highest-risk patient evaluated from an empty KV cache in batches of 512 tokens)
   and greedy decode rate, with 1 thread and with all of them; and, from those rates, how many
   patient tokens the first two targets leave room for against how many the prompt has.
+- `transformers` (not in `all`): the transformers backend against llama.cpp on the same model and
+  prompts, greedy, free text and under the answer grammar: prefill seconds, decode tokens/s, how
+  many characters of the two answers agree, and llguidance's cost per token as a share of decoding
+  (target <= 5 %). The model is the packaged GGUF read into a Hugging Face folder once (the Q4_K_M
+  weights dequantised, stored as bfloat16, run in float32 on the CPU), or `--hf-model DIR`.
 Medians over patients; figures also written as JSON to --out.
 """
 
@@ -539,10 +545,123 @@ def part_ceiling(args: argparse.Namespace, settings: Settings) -> dict[str, obje
     }
 
 
+def hf_folder(settings: Settings, out: Path) -> tuple[Path, float]:
+    """A Hugging Face folder of the local model: the GGUF dequantised by transformers (needs the
+    `gguf` package; the weights are the Q4_K_M ones, stored as bfloat16), made once into `out`.
+    Returns the folder and the seconds it took (0 when it was there)."""
+    if (out / "config.json").is_file():
+        return out, 0.0
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, path = model_file(settings.model_copy(update={"local_backend": "llama.cpp"}))
+    t = time.perf_counter()
+    print(f"[transformers] converting {path.name} to a Hugging Face folder (once) ...", flush=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    read = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    # transformers marks a model read from a GGUF as not serialisable: its dequantised weights
+    # go into a plain model of the same config
+    config = read.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(read.state_dict())
+    model.generation_config = read.generation_config
+    del read
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.replace(out)
+    return out, time.perf_counter() - t
+
+
+def part_transformers(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    """The transformers backend against llama.cpp on the same model and prompts (greedy, free
+    text and under the answer grammar): prefill seconds, decode tokens/s, and the grammar's
+    cost per token (llguidance) as a share of decoding."""
+    from safellm.llm.grammar import answer_grammar
+
+    folder, convert_s = (
+        (Path(args.hf_model), 0.0)
+        if args.hf_model
+        else hf_folder(settings, ROOT / ".safellm" / "bench" / f"hf-{settings.local_model}")
+    )
+    _, gguf = model_file(settings.model_copy(update={"local_backend": "llama.cpp"}))
+    llama = engine(EngineSpec.of(settings, gguf))
+    t = time.perf_counter()
+    hf: Any = engine(
+        EngineSpec.of(settings.model_copy(update={"local_backend": "transformers"}), folder)
+    )
+    load_s = time.perf_counter() - t
+    print(
+        f"[transformers] {folder} on {hf.device} (loaded in {load_s:.1f} s; conversion "
+        f"{convert_s:.0f} s), {args.patients} prompts, max_tokens {args.max_tokens}",
+        flush=True,
+    )
+    free = load_prompt(settings.prompts_dir, "explain-risk", 1)
+    slots = load_prompt(settings.prompts_dir, "explain-risk")
+    rows: list[dict[str, float]] = []
+    for i in range(args.patients):
+        facts = patient(i)
+        row: dict[str, float] = {}
+        for kind, prompt in (("free", free), ("grammar", slots)):
+            req = build_request(facts, prompt)
+            msgs = [m.model_dump() for m in req.messages]
+            grammar = (
+                answer_grammar([c.id for c in facts.contributions], [n.id for n in facts.notes])
+                if kind == "grammar"
+                else None
+            )
+            texts = {}
+            for name, eng in (("llama", llama), ("hf", hf)):
+                eng.reset(states=True)
+                texts[name] = "".join(p for p, _ in eng.greedy(msgs, args.max_tokens, grammar))
+                st = eng.last_stats
+                row[f"{kind}_{name}_prefill_s"] = st["prefill_s"]
+                row[f"{kind}_{name}_tps"] = st["tokens"] / max(st["decode_s"], 1e-9)
+                if kind == "grammar":
+                    row[f"{name}_grammar_share"] = st["grammar_s"] / max(st["decode_s"], 1e-9)
+            a, b = texts["llama"], texts["hf"]
+            same = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+            row[f"{kind}_same_chars"] = float(min(len(a), len(b)) if same is None else same)
+        rows.append(row)
+        print(
+            f"  prompt {i}: free text llama.cpp {row['free_llama_tps']:5.1f} tok/s, transformers "
+            f"{row['free_hf_tps']:5.1f} tok/s (prefill {row['free_llama_prefill_s']:.1f} s / "
+            f"{row['free_hf_prefill_s']:.1f} s; same first {row['free_same_chars']:.0f} chars); "
+            f"grammar: transformers {row['grammar_hf_tps']:5.1f} tok/s, llguidance "
+            f"{row['hf_grammar_share']:.1%} of decoding",
+            flush=True,
+        )
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    print(
+        f"medians: decode llama.cpp {med['free_llama_tps']:.1f} tok/s vs transformers "
+        f"{med['free_hf_tps']:.1f} tok/s (x{med['free_hf_tps'] / med['free_llama_tps']:.2f}); "
+        f"prefill {med['free_llama_prefill_s']:.1f} s vs {med['free_hf_prefill_s']:.1f} s; "
+        f"grammar cost per token: transformers (llguidance) {med['hf_grammar_share']:.1%}, "
+        f"llama.cpp {med['llama_grammar_share']:.1%} of decoding (target <= 5 %: "
+        f"{'MET' if med['hf_grammar_share'] <= 0.05 else 'MISSED'})",
+        flush=True,
+    )
+    return {
+        "folder": str(folder),
+        "device": hf.device,
+        "convert_s": convert_s,
+        "rows": rows,
+        "median": med,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument(
-        "--part", choices=["stack", "speed", "prefetch", "cold", "ceiling", "all"], default="all"
+        "--part",
+        choices=["stack", "speed", "prefetch", "cold", "ceiling", "transformers", "all"],
+        default="all",
+    )
+    ap.add_argument(
+        "--hf-model",
+        help="transformers: a Hugging Face model folder [the packaged GGUF, converted once]",
     )
     ap.add_argument("--patients", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)

@@ -67,7 +67,20 @@ class Settings(BaseSettings):
         description="Packaged local model (qwen2.5-coder-1.5b, qwen2.5-coder-0.5b).",
     )
     local_model_path: Path | None = Field(
-        default=None, description="Any GGUF file to run locally instead of a packaged model."
+        default=None,
+        description="Any GGUF file to run locally instead of a packaged model (a Hugging Face "
+        "model folder with SAFELLM_LOCAL_BACKEND=transformers).",
+    )
+    local_backend: Literal["llama.cpp", "transformers"] = Field(
+        default="llama.cpp",
+        description="What runs the local model: llama.cpp (a GGUF file: the packaged model or "
+        "SAFELLM_LOCAL_MODEL_PATH) or transformers (SAFELLM_LOCAL_MODEL_PATH=a Hugging Face model "
+        "folder, read offline; for a GPU or a model without a GGUF).",
+    )
+    local_device: str | None = Field(
+        default=None,
+        description="Device of the transformers backend (cpu, cuda, cuda:1...) [cuda when torch "
+        "sees one, else cpu].",
     )
     local_timeout_s: float = Field(
         default=300.0, gt=0, description="Per-call timeout of the local model (CPU generation)."

@@ -186,7 +186,18 @@ def prepare_local_model(settings: Settings, stage: Stage = quiet) -> None:
 
 
 def model_file(settings: Settings) -> tuple[str, Path]:
-    """(name, GGUF path) of the local model the settings choose."""
+    """(name, path) of the local model the settings choose: a GGUF file (llama.cpp), or a Hugging
+    Face model folder (`SAFELLM_LOCAL_BACKEND=transformers`)."""
+    if settings.local_backend == "transformers":
+        from safellm.llm.hfengine import check_model_folder
+
+        if settings.local_model_path is None:
+            raise ConfigError(
+                "SAFELLM_LOCAL_BACKEND=transformers needs SAFELLM_LOCAL_MODEL_PATH=DIR (a Hugging "
+                "Face model folder); the packaged model is a GGUF file for the llama.cpp backend"
+            )
+        path = check_model_folder(Path(settings.local_model_path))
+        return path.name, path
     if settings.local_model_path is not None:
         path = Path(settings.local_model_path)
         if not path.is_file():
@@ -737,6 +748,8 @@ class EngineSpec:
     state_root: Path | None = None
     draft_tokens: int = 0
     role: str = "chat"
+    backend: str = "llama.cpp"  # or "transformers" (`safellm.llm.hfengine`)
+    device: str | None = None  # the transformers backend's device (None: cuda when present)
 
     @classmethod
     def of(cls, settings: Settings, path: Path, role: str = "chat") -> EngineSpec:
@@ -748,12 +761,14 @@ class EngineSpec:
             settings.home / "cache" / "kv",
             settings.local_draft_tokens,
             role,
+            settings.local_backend,
+            settings.local_device,
         )
 
     def state_dir(self) -> Path | None:
         """The folder of this engine's persisted states: per model file (name and size),
-        context size and llama.cpp version."""
-        if self.state_root is None:
+        context size and llama.cpp version (the transformers backend persists none)."""
+        if self.state_root is None or self.backend != "llama.cpp":
             return None
         import llama_cpp
 
@@ -764,16 +779,27 @@ class EngineSpec:
         )
 
 
-_ENGINES: dict[EngineSpec, LlamaEngine] = {}
+_ENGINES: dict[EngineSpec, Any] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
 def engine(spec: EngineSpec) -> LlamaEngine:
-    """The process's engine of this spec (loaded once)."""
+    """The process's engine of this spec (loaded once): a `LlamaEngine`, or for the transformers
+    backend a `safellm.llm.hfengine.TransformersEngine`, which has the same methods."""
     spec = EngineSpec(**{**spec.__dict__, "path": Path(spec.path).resolve()})
     with _ENGINES_LOCK:
         if not _ENGINES:
             atexit.register(_close_engines)
+        if spec not in _ENGINES and spec.backend == "transformers":
+            from safellm.llm.hfengine import TransformersEngine
+
+            _ENGINES[spec] = TransformersEngine(
+                spec.path,
+                spec.n_ctx,
+                spec.threads,
+                device=spec.device,
+                kv_cache_bytes=spec.kv_cache_mb * 2**20,
+            )
         if spec not in _ENGINES:
             _ENGINES[spec] = LlamaEngine(
                 spec.path,
@@ -790,7 +816,8 @@ def _close_engines() -> None:
     """Free the models while llama.cpp is still loaded (not in __del__ at interpreter exit)."""
     for eng in _ENGINES.values():
         with contextlib.suppress(Exception):
-            eng.llm.close()
+            if isinstance(eng, LlamaEngine):
+                eng.llm.close()
     _ENGINES.clear()
 
 
