@@ -229,11 +229,15 @@ class TransformersEngine:
         import torch
         from transformers import DynamicCache
 
-        if self._cache is None:
-            self._cache = DynamicCache()
+        if self._cache is None:  # the model's own layer kinds (sliding-window ones too)
+            self._cache = DynamicCache(config=self.model.config)
         inp = torch.tensor([ids], device=self.device)
-        with torch.inference_mode():  # the cache is updated in place; logits of the last only
-            out = self.model(input_ids=inp, cache=self._cache, use_cache=True, logits_to_keep=1)
+        try:
+            with torch.inference_mode():  # the cache is updated in place; logits of the last only
+                out = self.model(input_ids=inp, cache=self._cache, use_cache=True, logits_to_keep=1)
+        except BaseException:  # half-updated (out of memory, interrupted): start afresh
+            self._cache, self._ids = None, []
+            raise
         self._ids.extend(ids)
         return out.logits[0, -1]
 
