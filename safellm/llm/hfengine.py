@@ -210,11 +210,12 @@ class TransformersEngine:
         self._answer_ids: dict[str, list[int]] = {}
         self.last_stats: dict[str, float] = {}
         self.prefetch_stats: dict[str, float] = {}
+        # the end of an answer: the generation config's ids and the tokenizer's (a folder may
+        # name the base model's <|endoftext|> in one and the chat turn's end in the other)
         gen = getattr(self.model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        self.eos = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
+        ids = [*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id]
+        self.eos = {int(e) for e in ids if e is not None}
 
     # ------------------------------------------------------------------------------- prompts
     def tokens(self, messages: list[dict[str, str]]) -> list[int]:
@@ -247,10 +248,13 @@ class TransformersEngine:
         kept."""
         drop = len(self._ids) - n
         if self._cache is not None and drop > 0:
-            if n == 0 or not self._cache.is_croppable:
+            if n == 0 or not _croppable(self._cache):
                 self._cache, n = None, 0
             else:
-                self._cache.crop(-drop)  # transformers 5: a negative count of tokens to remove
+                try:  # transformers 5: a negative count of tokens to remove
+                    self._cache.crop(-drop)
+                except RuntimeError:  # a layer that cannot go back after all
+                    self._cache, n = None, 0
         self._ids = self._ids[:n]
         return n
 
@@ -337,7 +341,8 @@ class TransformersEngine:
 
         temperature = float(params.get("temperature") or 0.0)
         max_tokens = int(params.get("max_tokens") or 320)
-        stops = [s for s in (params.get("stop") or []) if s]
+        stop = params.get("stop") or []
+        stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s]
         hold = max((len(s) for s in stops), default=1) - 1
         seed = params.get("seed")
         gen = None
@@ -351,10 +356,12 @@ class TransformersEngine:
             stats.update(self.last_stats)
             stats["prefill_s"] = time.perf_counter() - t0
             constraint = self._grammar(grammar) if grammar else None
+            # the answer stays inside the context window (and the model's positions)
+            max_tokens = max(0, min(max_tokens, self.n_ctx - int(stats["prompt_tokens"])))
             ids: list[int] = []
             text, sent, finish, cut = "", 0, "length", False
             try:
-                for _ in range(max_tokens):
+                for produced in range(1, max_tokens + 1):
                     t1 = time.perf_counter()
                     row = logits
                     if constraint is not None:
@@ -390,11 +397,16 @@ class TransformersEngine:
                         if ready > sent:
                             yield text[sent:ready], None
                             sent = ready
+                    if produced == max_tokens:
+                        break
                     check_current()  # given up (the client left): stop between two tokens
                     logits = self._forward([tok])
                     stats["decode_s"] += time.perf_counter() - t1
-                if not cut:
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if not cut:  # the rest, without a character cut short, up to a stop string
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
+                    at = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
+                    if at >= 0:
+                        text, finish = text[:at], "stop"
                 if len(text) > sent:
                     yield text[sent:], None
                 yield "", finish
@@ -426,14 +438,18 @@ class TransformersEngine:
         with self.lock:
             if not self._answer_ids:
                 tok = self.tokenizer
-                self._answer_ids = {
-                    word: sorted(
-                        {tok(v, add_special_tokens=False)["input_ids"][0] for v in variants}
-                    )
+                first = {
+                    word: {tok(v, add_special_tokens=False)["input_ids"][0] for v in variants}
                     for word, variants in (
                         ("yes", ("YES", "Yes", "yes", " YES", " Yes")),
                         ("no", ("NO", "No", "no", " NO", " No")),
                     )
+                }
+                # a first token both words share (a lone word-start marker) says neither
+                shared = first["yes"] & first["no"]
+                self._answer_ids = {
+                    w: sorted(i for i in ids if i not in shared and tok.decode([i]).strip())
+                    for w, ids in first.items()
                 }
             logits = self._prefill(messages).float()
         p = torch.softmax(logits, dim=-1)
@@ -447,6 +463,18 @@ class TransformersEngine:
             self._crop(0)
             if states:
                 self._saved.clear()
+
+
+def _croppable(cache: Any) -> bool:
+    """Whether `cache` can be cut back: a sliding-window layer that has filled its window keeps
+    no earlier keys (transformers' `crop` then raises, though the layer says it can crop)."""
+    if not cache.is_croppable:
+        return False
+    for layer in getattr(cache, "layers", []):
+        window = getattr(layer, "sliding_window", None)
+        if getattr(layer, "is_sliding", False) and window and layer.get_seq_length() >= window:
+            return False
+    return True
 
 
 def _cache_bytes(cache: Any) -> int:

@@ -170,8 +170,10 @@ def prepare_local_model(settings: Settings, stage: Stage = quiet) -> None:
     """Assemble the packaged local model into its cache before first use (once, with a progress
     stage; nothing to do, and no stage, when it is there already)."""
     packaged = PACKAGED.get(settings.local_model)
-    if settings.local_model_path is not None or packaged is None:
-        return  # a user GGUF, or a name that get_model will refuse with a clear error
+    if settings.local_backend != "llama.cpp" or settings.local_model_path is not None:
+        return  # a Hugging Face folder or a user GGUF: nothing to assemble
+    if packaged is None:
+        return  # a name that get_model will refuse with a clear error
     if is_assembled(packaged, settings.model_cache_dir):
         return
     mib = 1024 * 1024

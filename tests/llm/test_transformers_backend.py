@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -36,7 +37,7 @@ MSGS = [
 ]
 
 
-def make_tiny_model(folder: Path, *, layers: int = 2, seed: int = 0) -> Path:
+def make_tiny_model(folder: Path, *, layers: int = 2, seed: int = 0, **config: Any) -> Path:
     """A Qwen2 causal LM with random weights and its tokenizer, saved to `folder` (no download):
     the tokenizer is a byte-level BPE trained on the packaged prompts, so every prompt fits."""
     import torch
@@ -72,6 +73,7 @@ def make_tiny_model(folder: Path, *, layers: int = 2, seed: int = 0) -> Path:
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
         tie_word_embeddings=True,
+        **config,
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = fast.eos_token_id
@@ -136,6 +138,53 @@ def test_prefetch_saves_the_patient_and_a_question_evaluates_only_what_differs(
     assert cold == text and eng.last_stats["restored_tokens"] == 0
 
 
+def _logits(eng: TransformersEngine, messages: list[dict[str, str]]) -> Any:
+    with eng.lock:
+        return eng._prefill(messages).clone()
+
+
+def test_reused_and_restored_caches_give_the_logits_of_a_fresh_prompt(
+    eng: TransformersEngine,
+) -> None:
+    """The greedy noise of a random model hides a wrong cache; its logits do not (a cache that
+    kept stale keys differs by ~3e-2, a right one by ~1e-7)."""
+    import torch
+
+    other = [MSGS[0], {"role": "user", "content": "Which note supports the first factor?"}]
+    ref = _logits(eng, other)
+    sampled = {"max_tokens": 12, "temperature": 1.5, "seed": 1}
+    _text(eng.stream(MSGS, sampled))  # the cache now holds another prompt and its answer
+    reused = _logits(eng, other)
+    assert 0 < eng.last_stats["reused_tokens"] < eng.last_stats["prompt_tokens"]
+    assert torch.allclose(reused, ref, atol=1e-4)
+    eng.prefetch(other)
+    _text(eng.stream(MSGS, sampled))
+    restored = _logits(eng, other)
+    assert eng.last_stats["restored_tokens"] == eng.last_stats["prompt_tokens"] - 1
+    assert torch.allclose(restored, ref, atol=1e-4)
+    token = CancelToken()
+    with cancelling(token), pytest.raises(Cancelled):
+        for _ in eng.stream(MSGS, sampled):
+            token.cancel()
+    assert torch.allclose(_logits(eng, other), ref, atol=1e-4)  # after a cancelled answer
+
+
+def test_a_sliding_window_model_answers_twice(tmp_path: Path) -> None:
+    """A sliding-window layer that has filled its window cannot be cut back: the cache is
+    dropped, not left half-cut."""
+    import torch
+
+    folder = make_tiny_model(
+        tmp_path / "swa", use_sliding_window=True, sliding_window=16, max_window_layers=0
+    )
+    eng = TransformersEngine(folder)
+    _text(eng.stream(MSGS, {"max_tokens": 8, "temperature": 1.5, "seed": 1}))
+    other = [MSGS[0], {"role": "user", "content": "And the second factor?"}]
+    again = _logits(eng, other)
+    eng.reset()
+    assert torch.allclose(again, _logits(eng, other), atol=1e-4)
+
+
 def test_sampling_follows_temperature_and_seed(eng: TransformersEngine) -> None:
     def run(seed: int, temperature: float = 1.5) -> str:
         params = {"temperature": temperature, "seed": seed, "max_tokens": 16}
@@ -148,11 +197,13 @@ def test_sampling_follows_temperature_and_seed(eng: TransformersEngine) -> None:
 
 
 def test_a_stop_string_ends_the_answer_before_it(eng: TransformersEngine) -> None:
-    full, _ = _text(eng.stream(MSGS, {"max_tokens": 40}))
+    params = {"max_tokens": 40, "temperature": 1.5, "seed": 2}  # words, not greedy's blank lines
+    full, _ = _text(eng.stream(MSGS, params))
     stop = full[len(full) // 2 : len(full) // 2 + 3]
-    assert stop and stop in full
-    cut, finish = _text(eng.stream(MSGS, {"max_tokens": 40, "stop": [stop]}))
-    assert finish == "stop" and cut == full[: full.index(stop)]
+    assert stop.strip() and full.index(stop) > 0
+    eng.reset()
+    cut, finish = _text(eng.stream(MSGS, {**params, "stop": [stop]}))
+    assert finish == "stop" and cut == full[: full.index(stop)] and cut
 
 
 def test_generation_stops_between_tokens_when_given_up(eng: TransformersEngine) -> None:
@@ -219,7 +270,12 @@ def test_through_litellm_the_model_streams_and_a_long_prompt_is_an_overflow(
 def test_bad_folders_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import ViTConfig
 
+    from safellm.llm.local import prepare_local_model
+
     monkeypatch.setenv("SAFELLM_LOCAL_BACKEND", "transformers")
+    monkeypatch.setenv("SAFELLM_MODEL_CACHE", str(tmp_path / "cache"))
+    prepare_local_model(Settings())  # no GGUF assembled for a backend that reads none
+    assert not (tmp_path / "cache").exists()
     with pytest.raises(ConfigError, match="needs SAFELLM_LOCAL_MODEL_PATH"):
         model_file(Settings())
     for path, why in [
