@@ -26,6 +26,7 @@ from safellm.data.catalogue import (
     ICU_UNITS,
     LABS,
     MED_CLASSES,
+    VITAL_VALID,
     VITALS,
     features_for,
 )
@@ -111,9 +112,11 @@ def read_table(source: Path, name: str) -> pd.DataFrame | None:
         raise FileNotFoundError(f"{source}: no {name}.csv.gz or {name}.csv")
     header = pd.read_csv(path, nrows=0).columns
     raw = {c.strip().lower(): c for c in header}
+    # CHARTEVENTS' ERROR flag (MetaVision): rows marked 1 are dropped; a file without it has none
+    flag = raw.get("error") if name == "CHARTEVENTS" else None
     kw = {
-        "usecols": [raw[c] for c in spec],
-        "dtype": {raw[c]: _DTYPE[k] for c, k in spec.items()},
+        "usecols": [raw[c] for c in spec] + ([flag] if flag else []),
+        "dtype": {raw[c]: _DTYPE[k] for c, k in spec.items()} | ({flag: "float64"} if flag else {}),
         "keep_default_na": False,  # like the SQL loader: only empty fields are missing
         "na_values": [""],
     }
@@ -123,7 +126,13 @@ def read_table(source: Path, name: str) -> pd.DataFrame | None:
     else:  # the event tables are big: keep only the items we use, chunk by chunk
         col = raw["itemid"]
         chunks = pd.read_csv(path, chunksize=2_000_000, **kw)
-        df = pd.concat([c[c[col].isin(list(itemids))] for c in chunks], ignore_index=True)
+        keep = [
+            c[c[col].isin(list(itemids)) & (c[flag].fillna(0) != 1 if flag else True)]
+            for c in chunks
+        ]
+        df = pd.concat(keep, ignore_index=True)
+        if flag:
+            df = df.drop(columns=[flag])
     df.columns = [c.strip().lower() for c in df.columns]
     for c, kind in spec.items():
         if kind == "time":
@@ -457,6 +466,10 @@ def vitals(u: pd.DataFrame, t: dict[str, pd.DataFrame]) -> pd.DataFrame:
         (e["charttime"] >= e["prediction_time"] - 24 * H) & (e["charttime"] < e["prediction_time"])
     ]
     e = e.assign(stem=e["itemid"].map(VITAL_STEM))
+    lo = e["stem"].map({s: r[0] for s, r in VITAL_VALID.items()}).astype(float)
+    hi = e["stem"].map({s: r[1] for s, r in VITAL_VALID.items()}).astype(float)
+    value = e["valuenum"].astype(float)
+    e = e[(value >= lo) & (value <= hi)]  # plausible values only
     last = _wide(_last_min_max(e, ("last",)), "vital")
     return _per_unit(u, last.reindex(columns=[f"vital_{s}_last" for s in VITALS]))
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     synthetic_patients: int = Field(
         default=1000, ge=1, description="Size of the embedded synthetic hospital."
     )
+    synthetic_chartevents: Literal["none", "vitals", "full"] = Field(
+        default="none",
+        description="CHARTEVENTS of the synthetic hospital: none, vitals (vital signs and GCS, "
+        "hourly in the ICU) or full (plus the bulk of other charted items: the real table's "
+        "size).",
+    )
     seed: int = Field(default=0, description="Seed for the synthetic hospital and model training.")
     duckdb_memory_limit: str = Field(
         default="2GB", description="DuckDB memory cap; larger work spills to disk."

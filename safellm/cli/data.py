@@ -22,9 +22,16 @@ data_app = typer.Typer(
 )
 
 
-def hospital(s: Settings, patients: int, out_dir: Path | None, seed: int, stage: Stage) -> Path:
+def hospital(
+    s: Settings,
+    patients: int,
+    out_dir: Path | None,
+    seed: int,
+    stage: Stage,
+    chartevents: str | None = None,
+) -> Path:
     """A synthetic hospital (reused when it exists), said on the console."""
-    made = synthesize_hospital(s, patients, out_dir, seed, stage)
+    made = synthesize_hospital(s, patients, out_dir, seed, stage, chartevents)
     if made.summary is None:
         console.print(f"[green]using[/] {made.folder}")
     else:
@@ -33,6 +40,11 @@ def hospital(s: Settings, patients: int, out_dir: Path | None, seed: int, stage:
             f"[green]wrote[/] {summary.out_dir}: {summary.patients:,} patients, "
             f"{summary.admissions:,} admissions, {summary.icustays:,} ICU stays, "
             f"{summary.rows.get('LABEVENTS', 0):,} lab rows"
+            + (
+                f", {summary.rows['CHARTEVENTS']:,} chart rows"
+                if "CHARTEVENTS" in summary.rows
+                else ""
+            )
         )
     return made.folder
 
@@ -71,16 +83,35 @@ def print_report(report: dict[str, Any]) -> None:
     out.print(table)
 
 
+class ChartOption(StrEnum):
+    none = "none"
+    vitals = "vitals"
+    full = "full"
+
+
+CHART_OPTION = typer.Option(
+    "--chartevents",
+    help="CHARTEVENTS of the synthetic hospital: none, vitals (vital signs and GCS, hourly in "
+    "the ICU) or full (plus the other charted items: the real table's size, ~7,000 rows per "
+    "patient) [default: SAFELLM_SYNTHETIC_CHARTEVENTS, none].",
+)
+
+
+def _chart(option: ChartOption | None) -> str | None:
+    return None if option is None else option.value
+
+
 @data_app.command("synth")
 def data_synth(
     patients: Annotated[int, typer.Option("--patients", min=1, help="Number of patients.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (replaced if present).")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    chartevents: Annotated[ChartOption | None, CHART_OPTION] = None,
 ) -> None:
     """Write a MIMIC-shaped synthetic hospital (tables + NOTEEVENTS) as .csv.gz files."""
     try:
         with stages() as stage:
-            hospital(settings(), patients, out_dir, seed, stage)
+            hospital(settings(), patients, out_dir, seed, stage, _chart(chartevents))
     except SafeLLMError as exc:
         raise fail(exc) from exc
 
@@ -102,6 +133,7 @@ def data_build(
         Path | None, typer.Option("--out", help="Output folder [default: $SAFELLM_HOME/data].")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --synthetic.")] = 0,
+    chartevents: Annotated[ChartOption | None, CHART_OPTION] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     no_notes: Annotated[bool, typer.Option("--no-notes", help="Skip the notes export.")] = False,
     no_events: Annotated[
@@ -116,7 +148,7 @@ def data_build(
             raise UserInputError("give exactly one of --mimic-dir DIR or --synthetic N")
         with stages() as stage:
             if synthetic is not None:
-                source = hospital(s, synthetic, None, seed, stage)
+                source = hospital(s, synthetic, None, seed, stage, _chart(chartevents))
             else:
                 assert mimic_dir is not None
                 source = mimic_dir

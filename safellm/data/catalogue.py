@@ -52,6 +52,15 @@ VITALS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "spo2": ((646, 220277), "Oxygen saturation (SpO2)", "%"),
     "temperature": ((223761, 678), "Temperature", "°F"),
 }
+# Plausible values of each vital sign (inclusive): a charted value outside is a typing slip or a
+# device artefact (a heart rate of 800 or 8, a temperature of 986 °F) and is not read.
+VITAL_VALID: dict[str, tuple[float, float]] = {
+    "heart_rate": (20.0, 300.0),
+    "sbp": (40.0, 300.0),
+    "resp_rate": (3.0, 80.0),
+    "spo2": (50.0, 100.0),
+    "temperature": (85.0, 110.0),
+}
 VITAL_DECIMALS: dict[str, int] = {
     "heart_rate": 0,
     "sbp": 0,

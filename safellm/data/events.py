@@ -5,13 +5,15 @@
     unit_id       the unit of `<task>.parquet`
     hours_before  prediction time minus event time, in hours (> 0, or 0 for what is known at the
                   prediction time itself; leakage-safe like the features)
-    token         what happened: `lab:<stem>`, `med:<class>`, `dx:<Elixhauser group>`, `icu:in`,
+    token         what happened: `lab:<stem>`, `vital:<stem>`, `med:<class>`, `dx:<Elixhauser group>`, `icu:in`,
                   `icu:out`, `adm`, `age`; for readmission also `dxnow:<group>`, `dis`
-    value         the lab value (labs), the age in years (`age`)
+    value         the lab or vital-sign value, the age in years (`age`)
     detail        the ICU care unit (`icu:*`), the admission type (`adm`), the discharge
                   destination (`dis`)
 
-Labs of the panel from 12 h before admission; medication classes as in the features, known at the
+Labs of the panel from 12 h before admission; vital signs (CHARTEVENTS, plausible values only) as
+the last value of each sign in each 4-hour block counted back from the prediction time (hourly
+charting would crowd the labs out); medication classes as in the features, known at the
 end of their start day; Elixhauser groups of earlier admissions, known at their discharge; ICU
 admissions and discharges; the admission itself, with the age at admission. Readmission is predicted
 at discharge, so (as for its features) the stay's own coded groups and the discharge destination are
@@ -27,10 +29,12 @@ import duckdb
 import pandas as pd
 
 from safellm.data.catalogue import LABS, MED_CLASSES
+from safellm.data.features import time_value_key, vital_stem_sql
 from safellm.data.mimic import _sql_path
 from safellm.errors import ArtifactError
 
 MAX_STAY_EVENTS = 256
+VITAL_BLOCK_HOURS = 4
 EVENT_COLUMNS = ("unit_id", "hours_before", "token", "value", "detail")
 
 
@@ -57,6 +61,7 @@ def export_events(
     time is the discharge, so the stay's coded groups and the destination are events at it."""
     _maps(con)
     c = cohort
+    vital = vital_stem_sql("e")
     stay = f"""
       SELECT u.unit_id, e.charttime AS t, 'lab:' || m.stem AS token, e.valuenum AS value,
              NULL::VARCHAR AS detail
@@ -64,6 +69,14 @@ def export_events(
       JOIN lab_stem m ON m.itemid = e.itemid
       WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
         AND e.valuenum IS NOT NULL
+      UNION ALL
+      SELECT u.unit_id, max(e.charttime), 'vital:' || {vital},
+             arg_max(e.valuenum, {time_value_key("e.charttime", "e.valuenum")}), NULL
+      FROM {c} u JOIN chartevents e ON e.subject_id = u.subject_id
+      WHERE e.charttime >= u.admittime - INTERVAL 12 HOUR AND e.charttime < u.prediction_time
+        AND {vital} IS NOT NULL
+      GROUP BY u.unit_id, {vital},
+        floor((epoch(u.prediction_time) - epoch(e.charttime)) / {VITAL_BLOCK_HOURS * 3600})
       UNION ALL
       SELECT DISTINCT u.unit_id, p.startdate + INTERVAL 1 DAY, 'med:' || k.cls, NULL, NULL
       FROM {c} u JOIN prescriptions p ON p.hadm_id = u.hadm_id

@@ -18,6 +18,7 @@ from safellm.data.catalogue import (
     ICU_UNITS,
     LABS,
     MED_CLASSES,
+    VITAL_VALID,
     VITALS,
     Feature,
     features_for,
@@ -33,6 +34,7 @@ __all__ = [
     "features_for",
     "pivot_labs",
     "prejoin",
+    "vital_stem_sql",
 ]
 
 _H = 3600
@@ -321,23 +323,31 @@ def _micro_transfers_services(c: str) -> str:
     """
 
 
-def _vitals(c: str) -> str:
-    """Last non-null value of each vital sign in the 24 h before the prediction time (same tie
-    rule as the labs)."""
+def vital_stem_sql(e: str = "e") -> str:
+    """SQL: the vital sign (stem) of CHARTEVENTS row `e`, NULL when its value is not plausible
+    (`VITAL_VALID`) or its item is not a vital sign's."""
     cases = " ".join(
-        f"WHEN e.itemid IN {_ids(items)} THEN '{stem}'" for stem, (items, _, _) in VITALS.items()
+        f"WHEN {e}.itemid IN {_ids(items)} AND {e}.valuenum BETWEEN {VITAL_VALID[stem][0]} "
+        f"AND {VITAL_VALID[stem][1]} THEN '{stem}'"
+        for stem, (items, _, _) in VITALS.items()
     )
+    return f"CASE {cases} END"
+
+
+def _vitals(c: str) -> str:
+    """Last plausible value of each vital sign in the 24 h before the prediction time (same tie
+    rule as the labs)."""
     cols = ", ".join(
         f"any_value(v.vlast) FILTER (WHERE v.vital = '{stem}') AS vital_{stem}_last"
         for stem in VITALS
     )
     return f"""
     WITH v AS (
-      SELECT u.unit_id, CASE {cases} END AS vital,
+      SELECT u.unit_id, {vital_stem_sql()} AS vital,
         arg_max(e.valuenum, {time_value_key("e.charttime", "e.valuenum")}) AS vlast
       FROM {c} u JOIN chartevents e ON e.subject_id = u.subject_id
       WHERE e.charttime >= u.prediction_time - INTERVAL 24 HOUR
-        AND e.charttime < u.prediction_time
+        AND e.charttime < u.prediction_time AND vital IS NOT NULL
       GROUP BY ALL
     )
     SELECT u.unit_id, {cols}

@@ -48,6 +48,9 @@ class TableSpec:
     big_text: bool = False
     # Read straight from the file when needed instead of being staged (large free text).
     staged: bool = True
+    # Columns read when the file has them, else null (e.g. CHARTEVENTS' ERROR flag, which
+    # MetaVision sets and an export from another system may lack).
+    optional_columns: dict[str, str] = field(default_factory=dict)
 
 
 LAB_PANEL_ITEMIDS = (51222, 50912, 51006, 50983, 50971, 51301, 51265, 50813, 50882, 50931, 50862)
@@ -139,7 +142,9 @@ TABLES: dict[str, TableSpec] = {
             "CHARTEVENTS",
             {"subject_id": _I, "hadm_id": _I, "itemid": _I, "charttime": _T, "valuenum": _F},
             required=False,
-            where=f"itemid IN {VITAL_ITEMIDS} AND valuenum IS NOT NULL",
+            # rows MetaVision marks as errors (ERROR = 1) are not measurements
+            where=f"itemid IN {VITAL_ITEMIDS} AND valuenum IS NOT NULL AND coalesce(error, 0) = 0",
+            optional_columns={"error": _I},
             select="subject_id, itemid::INTEGER AS itemid, charttime, valuenum",
         ),
         TableSpec(
@@ -240,11 +245,18 @@ def open_mimic(root: Path) -> MimicFolder:
 
 
 def _read_csv_sql(path: Path, header: list[str], spec: TableSpec) -> str:
-    cols = ", ".join(f"'{c}': '{spec.columns.get(c, _S)}'" for c in header)
+    """A relation reading the CSV file `path` (typed columns), with the spec's optional columns
+    the file lacks added as nulls."""
+    types = {**spec.optional_columns, **spec.columns}
+    cols = ", ".join(f"'{c}': '{types.get(c, _S)}'" for c in header)
     opts = "header=true, auto_detect=false, quote='\"', escape='\"', nullstr=''"
     if spec.big_text:
         opts += ", max_line_size=50000000"
-    return f"read_csv('{_sql_path(path)}', columns={{{cols}}}, {opts})"
+    relation = f"read_csv('{_sql_path(path)}', columns={{{cols}}}, {opts})"
+    lacking = [f"NULL::{t} AS {c}" for c, t in spec.optional_columns.items() if c not in header]
+    if lacking:
+        return f"(SELECT *, {', '.join(lacking)} FROM {relation})"
+    return relation
 
 
 def _sql_path(path: Path) -> str:
@@ -283,7 +295,8 @@ def create_views(con: duckdb.DuckDBPyConnection, folder: MimicFolder) -> None:
         if path is None:
             if spec.required:  # open_mimic has refused the folder already
                 continue
-            typed = ", ".join(f"NULL::{t} AS {c}" for c, t in spec.columns.items())
+            columns = {**spec.columns, **spec.optional_columns}
+            typed = ", ".join(f"NULL::{t} AS {c}" for c, t in columns.items())
             body = f"SELECT {typed} WHERE false"
         else:
             body = f"SELECT * FROM {_read_csv_sql(path, folder.headers[name], spec)}"

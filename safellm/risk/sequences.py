@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from safellm.data.catalogue import ELIXHAUSER, FEATURES, LABS
+from safellm.data.catalogue import ELIXHAUSER, FEATURES, LABS, REFERENCE_RANGES, VITALS
 
 # Adult reference ranges (low, high) of the lab panel, in the catalogue's units.
 REFERENCE: dict[str, tuple[float, float]] = {
@@ -40,6 +40,12 @@ def lab_bin(stem: str, value: float) -> str:
     return "low" if value < lo else "high" if value > hi else "normal"
 
 
+def vital_bin(stem: str, value: float) -> str:
+    """A vital sign's value against its widest usual interval (the catalogue's)."""
+    lo, hi, _, _ = REFERENCE_RANGES[f"vital_{stem}"]
+    return "low" if value < lo else "high" if value > hi else "normal"
+
+
 def event_tokens(events: pd.DataFrame) -> pd.Series:
     """The model's token of each event: labs with their bin, admissions with their type."""
     tok = events["token"].astype(str)
@@ -49,6 +55,11 @@ def event_tokens(events: pd.DataFrame) -> pd.Series:
         stems = tok[labs].str.slice(4)
         vals = events.loc[labs, "value"].to_numpy(dtype=float)
         out[labs] = [f"lab:{s}:{lab_bin(s, v)}" for s, v in zip(stems, vals, strict=True)]
+    vitals = tok.str.startswith("vital:")
+    if vitals.any():
+        stems = tok[vitals].str.slice(6)
+        vals = events.loc[vitals, "value"].to_numpy(dtype=float)
+        out[vitals] = [f"vital:{s}:{vital_bin(s, v)}" for s, v in zip(stems, vals, strict=True)]
     for kind in ("adm", "dis"):  # the admission type, the discharge destination
         rows = tok == kind
         out[rows] = f"{kind}:" + events.loc[rows, "detail"].fillna("UNKNOWN").astype(str)
@@ -56,9 +67,12 @@ def event_tokens(events: pd.DataFrame) -> pd.Series:
 
 
 def numeric_key(token: str) -> str | None:
-    """The scale a numeric event's value is standardised on (lab stem, `age`), else None."""
+    """The scale a numeric event's value is standardised on (lab stem, `vital_<stem>`, `age`),
+    else None."""
     if token.startswith("lab:"):
         return token[4:]
+    if token.startswith("vital:"):
+        return f"vital_{token[6:]}"
     return "age" if token == "age" else None
 
 
@@ -78,7 +92,7 @@ class Vocab:
         keys = np.array([numeric_key(t) for t in events["token"]], dtype=object)
         logv = np.log1p(np.clip(events["value"].to_numpy(dtype=float), 0, None))
         mean, sd = {}, {}
-        for key in (*LABS, "age"):
+        for key in (*LABS, *(f"vital_{v}" for v in VITALS), "age"):
             v = logv[(keys == key) & ~np.isnan(logv)]
             mean[key] = float(v.mean()) if len(v) else 0.0
             sd[key] = float(v.std()) if len(v) > 1 and v.std() > 0 else 1.0
@@ -193,6 +207,11 @@ def describe(token: str, when: str) -> Readable:
         stem, _, level = rest.partition(":")
         label = LABS[stem][1] if stem in LABS else stem
         return Readable(f"lab_{stem}", f"{label} {level}, {when}", LABS.get(stem, ("", "", ""))[2])
+    if kind == "vital":
+        stem, _, level = rest.partition(":")
+        if stem in VITALS:
+            _, label, unit = VITALS[stem]
+            return Readable(f"vital_{stem}_last", f"{label} {level}, {when}", unit)
     if kind == "med":
         name = f"med_{rest}"
         label = FEATURES[name].label if name in FEATURES else f"{rest.title()} prescribed"

@@ -32,19 +32,26 @@ def synthesize_hospital(
     out_dir: Path | None = None,
     seed: int = 0,
     stage: Stage = quiet,
+    chartevents: str | None = None,
 ) -> Hospital:
     """A synthetic hospital in `out_dir` (replaced), or in the settings' synthetic folder, where
-    one already written for the same size and seed is reused."""
+    one already written for the same size, seed and CHARTEVENTS mode is reused. `chartevents`:
+    none, vitals or full [`settings.synthetic_chartevents`]."""
     from safellm.data.synthetic import synthesize
 
+    chart = chartevents or settings.synthetic_chartevents
     if out_dir is None:
-        target = settings.synthetic_dir / f"n{patients}-s{seed}"
+        suffix = "" if chart == "none" else f"-chart{chart}"
+        target = settings.synthetic_dir / f"n{patients}-s{seed}{suffix}"
         if (target / "ADMISSIONS.csv.gz").exists():  # written atomically, so complete: reuse it
             return Hospital(target, None)
     else:
         target = out_dir
     advance = stage(f"Synthesising {patients:,} patients", patients)
-    return Hospital(target, synthesize(target, patients, seed, progress=by_count(advance)))
+    return Hospital(
+        target,
+        synthesize(target, patients, seed, progress=by_count(advance), chartevents=chart),
+    )
 
 
 def build_data(

@@ -20,12 +20,20 @@ TS_COLUMNS: dict[str, tuple[str, ...]] = {
     "ADMISSIONS": ("admittime", "dischtime", "deathtime", "edregtime", "edouttime"),
     "ICUSTAYS": ("intime", "outtime"),
     "LABEVENTS": ("charttime",),
+    "CHARTEVENTS": ("charttime", "storetime"),
     "PRESCRIPTIONS": ("startdate", "enddate"),
     "MICROBIOLOGYEVENTS": ("chartdate", "charttime"),
     "TRANSFERS": ("intime", "outtime"),
     "SERVICES": ("transfertime",),
     "NOTEEVENTS": ("chartdate", "charttime", "storetime"),
 }
+
+
+# MIMIC-III v1.4's CHARTEVENTS header (the demo copy here has no CHARTEVENTS)
+FULL_RELEASE_CHARTEVENTS = (
+    "ROW_ID,SUBJECT_ID,HADM_ID,ICUSTAY_ID,ITEMID,CHARTTIME,STORETIME,CGID,VALUE,VALUENUM,VALUEUOM,"
+    "WARNING,ERROR,RESULTSTATUS,STOPPED"
+)
 
 
 def demo_dir() -> Path:
@@ -50,8 +58,12 @@ def read(folder: Path, table: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    # several batches, so batch boundaries and id offsets are exercised
-    return synthesize(tmp_path_factory.mktemp("synth") / "mimic", 300, seed=7, batch_size=128)
+    # several batches, so batch boundaries and id offsets are exercised; with CHARTEVENTS, so the
+    # shape and integrity checks cover it too
+    return synthesize(
+        tmp_path_factory.mktemp("synth") / "mimic", 300, seed=7, batch_size=128,
+        chartevents="vitals",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +87,10 @@ def test_headers_equal_the_demo_release(small: SynthSummary) -> None:
         f"{t}.csv.gz" for t in TABLE_COLUMNS
     )
     for table, cols in TABLE_COLUMNS.items():
-        theirs = next(csv.reader([first_line(demo / f"{table}.csv.gz")]))
+        if table == "CHARTEVENTS":  # not in the demo copy here: the full release's header
+            theirs = FULL_RELEASE_CHARTEVENTS.split(",")
+        else:
+            theirs = next(csv.reader([first_line(demo / f"{table}.csv.gz")]))
         # the demo's LABEVENTS copy has upper-case quoted headers (full-release style)
         assert [c.strip().lower() for c in theirs] == list(cols), table
         assert first_line(small.out_dir / f"{table}.csv.gz") == ",".join(cols) + "\n", table
@@ -418,5 +433,7 @@ def test_replaces_an_existing_folder_only_on_success(tmp_path: Path) -> None:
     summary = synthesize(out, 30, batch_size=10, progress=done.append)
     assert done == [10, 10, 10]
     assert summary.out_dir == out and summary.patients == 30
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.csv.gz" for t in TABLE_COLUMNS)
+    # no CHARTEVENTS by default
+    expected = sorted(f"{t}.csv.gz" for t in TABLE_COLUMNS if t != "CHARTEVENTS")
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

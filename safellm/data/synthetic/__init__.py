@@ -1,6 +1,7 @@
 """A seeded, deterministic, MIMIC-III-shaped synthetic hospital.
 
-`synthesize(out_dir, patients, seed)` writes the 14 tables the project reads as `<TABLE>.csv.gz`:
+`synthesize(out_dir, patients, seed)` writes the 14 tables the project reads as `<TABLE>.csv.gz`
+(and CHARTEVENTS with `chartevents="vitals"` or `"full"`, see `chart.py`):
 PATIENTS, ADMISSIONS, ICUSTAYS, LABEVENTS, DIAGNOSES_ICD, PROCEDURES_ICD, PRESCRIPTIONS,
 MICROBIOLOGYEVENTS, TRANSFERS, SERVICES, NOTEEVENTS and the dictionaries D_LABITEMS,
 D_ICD_DIAGNOSES, D_ICD_PROCEDURES (listing only what the generator uses). Headers are the demo

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from safellm.data.synthetic.admissions import make_admissions
 from safellm.data.synthetic.batch import Batch
+from safellm.data.synthetic.chart import ChartMode, Stays, chart_chunks
 from safellm.data.synthetic.codes import DX, DX_CODES, PX, PX_CODES
 from safellm.data.synthetic.coding import diagnoses, procedures
 from safellm.data.synthetic.ids import Ids
@@ -50,8 +51,15 @@ from safellm.data.synthetic.writer import (
 _DBSOURCES = ("metavision", "carevue")
 
 
-def emit_batch(b: Batch, ids: Ids, W: dict[str, GzCsv]) -> tuple[int, int]:
-    """Generate batch b and append its rows to the writers W; returns (admissions, ICU stays)."""
+def emit_batch(
+    b: Batch,
+    ids: Ids,
+    W: dict[str, GzCsv],
+    chart: tuple[np.random.Generator, ChartMode] | None = None,
+) -> tuple[int, int]:
+    """Generate batch b and append its rows to the writers W; returns (admissions, ICU stays).
+
+    `chart`: CHARTEVENTS' own generator and mode (see `chart.py`); none: no CHARTEVENTS."""
     make_patients(b)
     make_admissions(b)
     patient_deaths(b)
@@ -131,6 +139,17 @@ def emit_batch(b: Batch, ids: Ids, W: dict[str, GzCsv]) -> tuple[int, int]:
         "first_wardid": s_int(icu_ward[:ni]), "last_wardid": s_int(icu_ward[:ni]),
         "intime": s_ts(tin), "outtime": s_ts(tout), "los": s_float((tout - tin) / DAY, 4),
     })  # fmt: skip
+
+    # ---------------- CHARTEVENTS (its own generator: the other tables do not depend on it)
+    if chart is not None and chart[1] != ChartMode.NONE:
+        ix = pa.array(np.asarray(icu_adm, np.int64))
+        stays = Stays(
+            adm=icu_adm, tin=tin, tout=tout, carevue=A["dbsource"][icu_adm] == 1,
+            subject=pc.take(S_asub, ix), hadm=pc.take(S_hadm, ix), icustay=S_icu,
+        )  # fmt: skip
+        w = W["CHARTEVENTS"]
+        for cols in chart_chunks(chart[0], A, P, stays, chart[1]):
+            w.write({"row_id": row_ids(w, len(cols["itemid"])), **cols})
 
     # ---------------- SERVICES
     Sv = services(b, T["first_start"])

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from safellm.data.synthetic.batch import Batch
+from safellm.data.synthetic.chart import ChartMode
 from safellm.data.synthetic.emit import emit_batch, write_dictionaries
 from safellm.data.synthetic.ids import Ids
 from safellm.data.synthetic.schema import TABLE_COLUMNS, SynthSummary
 from safellm.data.synthetic.writer import GzCsv
 from safellm.fsutil import staged_dir
+
+_CHART_STREAM = 1  # CHARTEVENTS' generator: SeedSequence(seed, spawn_key=(batch, 1))
 
 
 def _check_args(patients: int, seed: int, batch_size: int) -> None:
@@ -39,13 +42,21 @@ def synthesize(
     batch_size: int = 2000,
     progress: Callable[[int], None] | None = None,
     compresslevel: int = 1,
+    chartevents: ChartMode | str = ChartMode.NONE,
 ) -> SynthSummary:
     """Write a synthetic MIMIC-III folder of `patients` patients to `out_dir` (replaced atomically).
 
     progress(k) is called after each batch with the number of patients just finished. The output
-    is byte-identical for the same (patients, seed, batch_size).
+    is byte-identical for the same (patients, seed, batch_size, chartevents). `chartevents`: none
+    (no CHARTEVENTS table), vitals (vital signs and GCS) or full (the real table's size; see
+    `chart.py`); the other tables do not depend on it.
     """
     _check_args(patients, seed, batch_size)
+    try:
+        mode = ChartMode(chartevents)
+    except ValueError:
+        choices = ", ".join(m.value for m in ChartMode)
+        raise ValueError(f"chartevents must be one of {choices}, got {chartevents!r}") from None
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a folder; refusing to replace it")
@@ -53,13 +64,19 @@ def synthesize(
         writers: dict[str, GzCsv] = {}
         try:
             for table, cols in TABLE_COLUMNS.items():
-                writers[table] = GzCsv(tmp / f"{table}.csv.gz", cols, compresslevel)
+                if table == "CHARTEVENTS" and mode == ChartMode.NONE:
+                    continue
+                big = table == "CHARTEVENTS"
+                writers[table] = GzCsv(tmp / f"{table}.csv.gz", cols, compresslevel, fast=big)
             ids = Ids(int(seed))
             n_adm = n_icu = 0
             for bi, start in enumerate(range(0, patients, batch_size)):
                 n = min(batch_size, patients - start)
                 rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(bi,)))
-                na, ni = emit_batch(Batch(rng, n), ids, writers)
+                chart_rng = np.random.default_rng(
+                    np.random.SeedSequence(int(seed), spawn_key=(bi, _CHART_STREAM))
+                )
+                na, ni = emit_batch(Batch(rng, n), ids, writers, (chart_rng, mode))
                 n_adm += na
                 n_icu += ni
                 if progress is not None:

@@ -18,6 +18,10 @@ _HEADERS: dict[str, str] = {
         "row_id,subject_id,hadm_id,icustay_id,dbsource,first_careunit,last_careunit,first_wardid,"
         "last_wardid,intime,outtime,los"
     ),
+    "CHARTEVENTS": (
+        "row_id,subject_id,hadm_id,icustay_id,itemid,charttime,storetime,cgid,value,valuenum,"
+        "valueuom,warning,error,resultstatus,stopped"
+    ),
     "LABEVENTS": "row_id,subject_id,hadm_id,itemid,charttime,value,valuenum,valueuom,flag",
     "DIAGNOSES_ICD": "row_id,subject_id,hadm_id,seq_num,icd9_code",
     "PROCEDURES_ICD": "row_id,subject_id,hadm_id,seq_num,icd9_code",
