@@ -1,14 +1,19 @@
 """ETL benchmark: `safellm data synth`, `safellm data build` (DuckDB) and the pandas reference.
 
     .venv/bin/python bench/etl.py [--patients 46000] [--seed 0] [--workdir .safellm/bench]
+                                  [--chartevents none|vitals|full] [--ingest]
                                   [--skip-pandas] [--pandas-patients M]
 
 Generates a synthetic hospital of N patients (reused when already in the workdir), then times each
 step in its own subprocess, so that the peak memory is per step: wall-clock seconds and peak
 resident set size (the kernel's max RSS of the process and its reaped children, as `/usr/bin/time -v`
-reports it, together with the peak of the whole process tree's RSS sampled every 0.1 s, and the
-peak of what the step keeps in /dev/shm, where the build inflates LABEVENTS: that is memory too,
-and the memory target counts it). The build
+reports it, together with the peak of the whole process tree's RSS sampled every 0.1 s, the
+peak of what the step keeps in /dev/shm, where the build inflates the large tables piece by piece:
+that is memory too, and the peak of DuckDB's spill files; the memory target counts all three).
+`--chartevents full` gives the hospital a CHARTEVENTS of the real table's size (~7,000 rows per
+patient: ~330 M rows for 46,000 patients); the pandas reference then reads it in chunks, as a
+careful pandas user would. `--ingest` also times `safellm data ingest` (the one-time conversion
+to Parquet) and the build from the ingested folder, reported apart. The build
 runs twice: as users run it (with the notes and event-sequence exports) and without them, which is
 exactly the pandas reference's work (cohorts + features) and gives the ratio. Checks that
 the DuckDB build and the pandas reference give the same cohort report (and the same tables), prints
@@ -50,6 +55,7 @@ class Run:
     peak_rss_mib: float | None = None  # kernel max RSS (largest single process of the tree)
     tree_rss_mib: float | None = None  # sampled peak of the summed RSS of the process tree
     shm_mib: float | None = None  # sampled peak of the step's files in shared memory (/dev/shm)
+    spill_mib: float | None = None  # sampled peak of DuckDB's spill files (disk, temp_directory)
     status: str = "ok"  # ok | failed (rc N) | timeout | over memory cap | reused | skipped
     log: str = ""
     extra: dict[str, object] = field(default_factory=dict)
@@ -90,6 +96,20 @@ def _shm_used() -> int:
         return 0
 
 
+def _spill_used(workdir: Path) -> int:
+    """Bytes of DuckDB spill files under the build/ingest staging folders of `workdir`."""
+    total = 0
+    for staging in workdir.glob(".*.tmp-*"):
+        for name in ("spill", ".spill"):
+            for dirpath, _dirs, files in os.walk(staging / name):
+                for f in files:
+                    try:
+                        total += os.stat(os.path.join(dirpath, f)).st_size
+                    except OSError:
+                        continue
+    return total
+
+
 def measure(
     step: str,
     patients: int,
@@ -99,11 +119,12 @@ def measure(
     timeout_s: float | None = None,
     max_rss_mib: float | None = None,
     env: dict[str, str] | None = None,
+    spill_root: Path | None = None,
 ) -> Run:
     """Run `cmd` in a fresh process (its own process group); wall time and peak memory."""
     log.parent.mkdir(parents=True, exist_ok=True)
     run = Run(step, patients, log=str(log))
-    tree_peak = shm_peak = 0
+    tree_peak = shm_peak = spill_peak = 0
     shm_base = _shm_used()
     started = time.perf_counter()
     with open(log, "w") as fh:
@@ -119,6 +140,8 @@ def measure(
                 break
             tree_peak = max(tree_peak, _tree_rss(proc.pid))
             shm_peak = max(shm_peak, _shm_used() - shm_base)
+            if spill_root is not None:
+                spill_peak = max(spill_peak, _spill_used(spill_root))
             elapsed = time.perf_counter() - started
             if not killed and timeout_s is not None and elapsed > timeout_s:
                 killed = "timeout"
@@ -134,6 +157,7 @@ def measure(
     run.peak_rss_mib = usage.ru_maxrss / 1024  # Linux: KiB
     run.tree_rss_mib = max(tree_peak / MiB, run.peak_rss_mib)
     run.shm_mib = shm_peak / MiB
+    run.spill_mib = spill_peak / MiB
     if killed:
         run.status = killed
     elif proc.returncode != 0:
@@ -154,49 +178,82 @@ def _env(workdir: Path) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------- steps
-def synth(workdir: Path, patients: int, seed: int) -> tuple[Path, Run]:
+def _tag(patients: int, chart: str) -> str:
+    return f"n{patients}" + ("" if chart == "none" else f"-chart{chart}")
+
+
+def synth(workdir: Path, patients: int, seed: int, chart: str = "none") -> tuple[Path, Run]:
     """The synthetic hospital of `patients` in the workdir, generated (and timed) if absent."""
-    hospital = workdir / f"hospital-n{patients}-s{seed}"
-    record = workdir / f"synth-n{patients}-s{seed}.json"
+    tag = _tag(patients, chart)
+    hospital = workdir / f"hospital-{tag}-s{seed}"
+    record = workdir / f"synth-{tag}-s{seed}.json"
     if (hospital / "ADMISSIONS.csv.gz").exists() and record.exists():
         run = Run(**json.loads(record.read_text()))
         run.status = "reused"
         return hospital, run
     shutil.rmtree(hospital, ignore_errors=True)
     cmd = [*_safellm(), "data", "synth", "--patients", str(patients), "--seed", str(seed)]
-    cmd += ["--out", str(hospital)]
-    run = measure(
-        "synth", patients, cmd, workdir / "logs" / f"synth-n{patients}.log", env=_env(workdir)
-    )
+    cmd += ["--out", str(hospital), "--chartevents", chart]
+    run = measure("synth", patients, cmd, workdir / "logs" / f"synth-{tag}.log", env=_env(workdir))
     if not run.ok:
         raise SystemExit(f"synth failed ({run.status}); see {run.log}")
     run.extra["size_mb"] = round(sum(f.stat().st_size for f in hospital.iterdir()) / 1e6, 1)
+    chart_file = hospital / "CHARTEVENTS.csv.gz"
+    if chart_file.exists():
+        run.extra["chartevents_mb"] = round(chart_file.stat().st_size / 1e6, 1)
     record.write_text(json.dumps(asdict(run), indent=2) + "\n")
     return hospital, run
 
 
-def build(workdir: Path, hospital: Path, patients: int, notes: bool = True) -> tuple[Path, Run]:
+def build(
+    workdir: Path,
+    hospital: Path,
+    patients: int,
+    notes: bool = True,
+    tag: str | None = None,
+    step: str | None = None,
+) -> tuple[Path, Run]:
     """`safellm data build`; without notes (and event sequences) it does exactly the pandas
     reference's work."""
-    step = "build" if notes else "build -notes"
-    out = workdir / f"build-n{patients}" if notes else workdir / f"build-nonotes-n{patients}"
+    tag = tag or f"n{patients}"
+    step = step or ("build" if notes else "build -notes")
+    out = workdir / (f"build-{tag}" if notes else f"build-nonotes-{tag}")
     cmd = [*_safellm(), "data", "build", "--mimic-dir", str(hospital), "--out", str(out), "--json"]
     cmd += [] if notes else ["--no-notes", "--no-events"]
     log = workdir / "logs" / f"{out.name}.log"
-    return out, measure(step, patients, cmd, log, env=_env(workdir))
+    return out, measure(step, patients, cmd, log, env=_env(workdir), spill_root=workdir)
+
+
+def ingest(workdir: Path, hospital: Path, patients: int, tag: str) -> tuple[Path, Run]:
+    """`safellm data ingest` (the one-time Parquet conversion)."""
+    out = workdir / f"ingested-{tag}"
+    cmd = [*_safellm(), "data", "ingest", "--mimic-dir", str(hospital), "--out", str(out)]
+    log = workdir / "logs" / f"ingest-{tag}.log"
+    run = measure("ingest", patients, cmd, log, env=_env(workdir), spill_root=workdir)
+    if run.ok:
+        run.extra["size_mb"] = round(
+            sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 1
+        )
+    return out, run
 
 
 def pandas_ref(
-    workdir: Path, hospital: Path, patients: int, timeout_s: float, max_rss_gb: float
+    workdir: Path,
+    hospital: Path,
+    patients: int,
+    timeout_s: float,
+    max_rss_gb: float,
+    tag: str | None = None,
 ) -> tuple[Path, Run]:
-    out = workdir / f"pandas-n{patients}"
+    tag = tag or f"n{patients}"
+    out = workdir / f"pandas-{tag}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, str(BENCH / "etl_pandas.py"), str(hospital), "--out", str(out)]
     run = measure(
         "pandas",
         patients,
         cmd,
-        workdir / "logs" / f"pandas-n{patients}.log",
+        workdir / "logs" / f"pandas-{tag}.log",
         timeout_s=timeout_s,
         max_rss_mib=max_rss_gb * 1024,
         env=_env(workdir),
@@ -225,15 +282,16 @@ def _fmt(x: float | None, nd: int = 1) -> str:
 
 def table(runs: list[Run]) -> str:
     head = (
-        f"{'step':<26} {'patients':>9} {'wall s':>9} {'peak RSS MiB':>13} {'tree RSS MiB':>13} "
-        f"{'shm MiB':>8}  status"
+        f"{'step':<30} {'patients':>9} {'wall s':>9} {'peak RSS MiB':>13} {'tree RSS MiB':>13} "
+        f"{'shm MiB':>8} {'spill MiB':>9}  status"
     )
     lines = [head, "-" * len(head)]
     for r in runs:
         lines.append(
-            f"{'safellm data ' + r.step if r.step != 'pandas' else 'pandas reference':<26} "
+            f"{'safellm data ' + r.step if r.step != 'pandas' else 'pandas reference':<30} "
             f"{r.patients:>9,} {_fmt(r.wall_s):>9} {_fmt(r.peak_rss_mib, 0):>13} "
-            f"{_fmt(r.tree_rss_mib, 0):>13} {_fmt(r.shm_mib, 0):>8}  {r.status}"
+            f"{_fmt(r.tree_rss_mib, 0):>13} {_fmt(r.shm_mib, 0):>8} {_fmt(r.spill_mib, 0):>9}  "
+            f"{r.status}"
         )
     return "\n".join(lines)
 
@@ -249,6 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=46000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".safellm" / "bench")
+    ap.add_argument(
+        "--chartevents",
+        choices=("none", "vitals", "full"),
+        default="none",
+        help="CHARTEVENTS of the synthetic hospital [none]; full: the real table's size",
+    )
+    ap.add_argument(
+        "--ingest",
+        action="store_true",
+        help="also time `safellm data ingest` and the build from the Parquet tables",
+    )
     ap.add_argument("--skip-pandas", action="store_true", help="time synth and build only")
     ap.add_argument(
         "--pandas-patients",
@@ -273,22 +342,37 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append(args.pandas_patients)
     runs: list[Run] = []
     results: dict[str, object] = {"machine": machine, "sizes": {}}
+    chart = args.chartevents
+    results["chartevents"] = chart
     for n in sizes:
-        print(f"\n[{n:,} patients] synth ...", flush=True)
-        hospital, s = synth(workdir, n, args.seed)
+        tag = _tag(n, chart)
+        print(f"\n[{n:,} patients, CHARTEVENTS {chart}] synth ...", flush=True)
+        hospital, s = synth(workdir, n, args.seed, chart)
         print(f"  synth: {s.status}, {_fmt(s.wall_s)} s, {_fmt(s.peak_rss_mib, 0)} MiB", flush=True)
         print(f"[{n:,} patients] build (DuckDB, with notes and events) ...", flush=True)
-        _, full = build(workdir, hospital, n)
+        _, full = build(workdir, hospital, n, tag=tag)
         print(f"  build: {full.status}, {_fmt(full.wall_s)} s, {_fmt(full.peak_rss_mib, 0)} MiB")
         print(f"[{n:,} patients] build (DuckDB, cohorts + features only) ...", flush=True)
-        build_out, b = build(workdir, hospital, n, notes=False)
+        build_out, b = build(workdir, hospital, n, notes=False, tag=tag)
         print(f"  build: {b.status}, {_fmt(b.wall_s)} s, {_fmt(b.peak_rss_mib, 0)} MiB", flush=True)
+        ing = bp = None
+        if args.ingest:
+            print(f"[{n:,} patients] ingest to Parquet (once) ...", flush=True)
+            ingested, ing = ingest(workdir, hospital, n, tag)
+            print(f"  ingest: {ing.status}, {_fmt(ing.wall_s)} s", flush=True)
+            if ing.ok:
+                print(f"[{n:,} patients] build from Parquet (cohorts + features only) ...")
+                bp_out, bp = build(
+                    workdir, ingested, n, notes=False, tag=f"{tag}-parquet", step="build -notes pq"
+                )
+                print(f"  build from Parquet: {bp.status}, {_fmt(bp.wall_s)} s", flush=True)
         p = Run("pandas", n, status="skipped")
         check: dict[str, object] = {}
+        check_pq: dict[str, object] = {}
         if not args.skip_pandas:
             print(f"[{n:,} patients] pandas reference ...", flush=True)
             pandas_out, p = pandas_ref(
-                workdir, hospital, n, args.pandas_timeout, args.pandas_max_rss_gb
+                workdir, hospital, n, args.pandas_timeout, args.pandas_max_rss_gb, tag
             )
             print(
                 f"  pandas: {p.status}, {_fmt(p.wall_s)} s, {_fmt(p.peak_rss_mib, 0)} MiB",
@@ -296,14 +380,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             if b.ok and p.ok:
                 check = compare(build_out, pandas_out)
-        runs += [s, full, b, p]
+            if bp is not None and bp.ok and p.ok:
+                check_pq = compare(bp_out, pandas_out)
+        runs += [s, full, b] + [r for r in (ing, bp) if r is not None] + [p]
         results["sizes"][str(n)] = {  # type: ignore[index]
             "synth": asdict(s),
             "build_with_notes": asdict(full),
             "build": asdict(b),
+            "ingest": None if ing is None else asdict(ing),
+            "build_from_parquet": None if bp is None else asdict(bp),
             "pandas": asdict(p),
             "ratio_pandas_over_duckdb": ratios(b, p),
+            "ratio_pandas_over_parquet_build": None if bp is None else ratios(bp, p),
             "check": check,
+            "check_parquet": check_pq,
         }
 
     print("\n" + table(runs))
@@ -312,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         r = results["sizes"][str(n)]  # type: ignore[index]
         b, p = r["build"], r["pandas"]
         rt = r["ratio_pandas_over_duckdb"]
-        chk = r["check"]
-        print(f"{n:,} patients:")
+        print(f"{n:,} patients, CHARTEVENTS {chart}:")
         if rt["wall"] is not None:
             print(
                 f"  pandas / DuckDB (cohorts + features): wall x{rt['wall']:.1f}, "
@@ -321,24 +410,39 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"  pandas / DuckDB: n/a (pandas {p['status']})")
-        if chk:
-            same_tables = not chk["table_diffs"]
+        for label, chk in (("", r["check"]), (" (build from Parquet)", r["check_parquet"])):
+            if chk:
+                same_tables = not chk["table_diffs"]
+                print(
+                    f"  same cohort_report{label}: {'yes' if chk['same_report'] else 'NO'}; "
+                    f"same tables: {'yes' if same_tables else 'NO'}"
+                )
+                for task, d in chk["table_diffs"].items():
+                    for line in d[:5]:
+                        print(f"    {task}: {line}")
+        if r["ingest"] is not None:
+            ing, bp, rp = r["ingest"], r["build_from_parquet"], r["ratio_pandas_over_parquet_build"]
             print(
-                f"  same cohort_report: {'yes' if chk['same_report'] else 'NO'}; "
-                f"same tables: {'yes' if same_tables else 'NO'}"
+                f"  ingest to Parquet (once): {_fmt(ing['wall_s'])} s, "
+                f"{ing['extra'].get('size_mb', '-')} MB; build from Parquet "
+                f"{_fmt(bp and bp['wall_s'])} s"
+                + (f" (pandas / it: x{rp['wall']:.1f})" if rp and rp["wall"] else "")
             )
-            for task, d in chk["table_diffs"].items():
-                for line in d[:5]:
-                    print(f"    {task}: {line}")
-        # memory of a step: its process tree's peak RSS plus what it put in shared memory
+        # memory of a step: its process tree's peak RSS plus what it put in shared memory and
+        # DuckDB's spill files
+        steps = [b, r["build_with_notes"], r["synth"]] + [
+            x for x in (r["ingest"], r["build_from_parquet"]) if x is not None
+        ]
         peaks = [
-            None if x["tree_rss_mib"] is None else x["tree_rss_mib"] + (x.get("shm_mib") or 0)
-            for x in (b, r["build_with_notes"], r["synth"])
+            None
+            if x["tree_rss_mib"] is None
+            else x["tree_rss_mib"] + (x.get("shm_mib") or 0) + (x.get("spill_mib") or 0)
+            for x in steps
         ]
         peak = None if None in peaks else max(peaks)
         mem_ok = peak is not None and peak < TARGET_BUILD_RSS_MIB
         print(
-            f"  target synth + build peak memory (RSS + shared memory) < 4 GiB: "
+            f"  target peak memory of every step (RSS + shared memory + spill) < 4 GiB: "
             f"{'MET' if mem_ok else 'MISSED'} ({_fmt(peak, 0)} MiB)"
         )
         if rt["wall"] is not None:
@@ -349,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"  target build >= {TARGET_SPEEDUP:.0f}x faster than pandas: not measured")
-    out = workdir / "etl_bench.json"
+    out = workdir / ("etl_bench.json" if chart == "none" else f"etl_bench_chart{chart}.json")
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nfigures written to {out}")
     return 0

@@ -1,4 +1,4 @@
-"""`safellm data synth`, `safellm data build` and `safellm data export`."""
+"""`safellm data synth`, `safellm data build`, `safellm data ingest` and `safellm data export`."""
 
 from __future__ import annotations
 
@@ -159,6 +159,38 @@ def data_build(
         out.print_json(json.dumps(report))
     else:
         print_report(report)
+
+
+@data_app.command("ingest")
+def data_ingest(
+    mimic_dir: Annotated[
+        Path, typer.Option("--mimic-dir", help="A MIMIC-III folder of .csv.gz or .csv files.")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder for the Parquet tables (replaced if present)."),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Convert the tables to Parquet once, so that later builds (--mimic-dir OUT) skip the CSV
+    parsing."""
+    from safellm.services.data import ingest_data
+
+    try:
+        with stages() as stage:
+            result = ingest_data(settings(), mimic_dir, out_dir, stage=stage)
+    except SafeLLMError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+    table = Table(title=f"Ingested to {result.out_dir} in {result.seconds:.1f} s")
+    for col in ("table", "rows", "Parquet MB"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name, rows in result.rows.items():
+        table.add_row(name, f"{rows:,}", f"{result.megabytes[name]:,.1f}")
+    out.print(table)
+    console.print(f"build from it with: safellm data build --mimic-dir {result.out_dir}")
 
 
 class ExportFormat(StrEnum):

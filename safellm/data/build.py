@@ -114,13 +114,15 @@ def build_dataset(
     events: bool = True,
     scratch: Path | None = None,
     inflate_above: int = mimic.INFLATE_ABOVE_BYTES,
+    piece_bytes: int = mimic.PIECE_BYTES,
 ) -> BuildResult:
     """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`.
 
     `notes=False` and `events=False` skip the notes and event-sequence exports (the benchmark
     compares cohorts + features only).
-    Gzipped tables over `inflate_above` bytes are inflated before reading, into `scratch` (by
-    default: shared memory when it has room, else the output's spill folder)."""
+    Gzipped tables over `inflate_above` bytes are inflated before reading (the staged ones in
+    pieces of `piece_bytes`), into `scratch` (by default: shared memory when it has room, else
+    the output's spill folder)."""
     started = time.perf_counter()
     folder = mimic.open_mimic(source)  # validates presence and headers before any write
     out_dir = Path(out_dir)
@@ -133,8 +135,12 @@ def build_dataset(
             skipped = folder.absent_optional
             mimic.create_views(con, folder)
             inflate = mimic.Inflate(
-                scratch or mimic.scratch_dir(folder, spill, above_bytes=inflate_above),
+                scratch
+                or mimic.scratch_dir(
+                    folder, spill, above_bytes=inflate_above, piece_bytes=piece_bytes
+                ),
                 inflate_above,
+                piece_bytes,
             )
             # LABEVENTS, by far the largest table, is staged on a second connection while the other
             # tables are staged and every feature group but the labs is computed.

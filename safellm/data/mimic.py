@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 from isal import igzip
 
+from safellm.data.pieces import PIECE_BYTES, gz_pieces
 from safellm.errors import DataFormatError, MissingTableError, SchemaError
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,27 @@ class MimicFolder:
 
 
 def _find_file(root: Path, name: str) -> Path | None:
+    """`NAME.parquet` (a folder of Parquet parts written by `safellm data ingest`), else
+    `NAME.csv.gz`, else `NAME.csv` (any case)."""
+    parquet = sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name.lower() == f"{name}.parquet".lower()
+    )
+    if parquet:
+        return parquet[0]
     wanted = {f"{name}.csv.gz".lower(), f"{name}.csv".lower()}
     hits = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower() in wanted)
     # Prefer the compressed file when both exist (the plain one is often a half-finished gunzip).
     hits.sort(key=lambda p: not p.name.lower().endswith(".gz"))
     return hits[0] if hits else None
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether `path` is a table ingested to Parquet (a folder `NAME.parquet` of parts)."""
+    return path.is_dir() and path.name.lower().endswith(".parquet")
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    return sorted(path.glob("*.parquet"))
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -196,7 +213,18 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_header(path: Path) -> list[str]:
-    """The lower-case column names in the first line of a CSV file (quoted or not)."""
+    """The lower-case column names in the first line of a CSV file (quoted or not), or of an
+    ingested Parquet table."""
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        parts = parquet_parts(path)
+        if not parts:
+            raise DataFormatError(f"{path}: an ingested table folder without Parquet parts")
+        try:
+            return [c.lower() for c in pq.read_schema(parts[0]).names]
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{path}: cannot read the Parquet schema ({exc})") from exc
     try:
         with _open_text(path) as fh:
             line = fh.readline()
@@ -212,7 +240,9 @@ def open_mimic(root: Path) -> MimicFolder:
     """Find the tables in `root` and check their headers; raise a `DataError` naming the file."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingTableError(f"{root}: not a folder (expected a MIMIC-III folder of .csv[.gz])")
+        raise MissingTableError(
+            f"{root}: not a folder (expected a MIMIC-III folder of .csv[.gz] or ingested .parquet tables)"
+        )
     folder = MimicFolder(root=root)
     missing: list[str] = []
     for name, spec in TABLES.items():
@@ -226,7 +256,7 @@ def open_mimic(root: Path) -> MimicFolder:
         hint = "the folder has no MIMIC-III tables at all" if not folder.files else "missing"
         raise MissingTableError(
             f"{root}: {hint}: required table(s) {', '.join(missing)} "
-            f"(looked for NAME.csv.gz or NAME.csv, any case)"
+            f"(looked for NAME.csv.gz, NAME.csv or NAME.parquet, any case)"
         )
     for name, path in folder.files.items():
         header = read_header(path)
@@ -245,8 +275,12 @@ def open_mimic(root: Path) -> MimicFolder:
 
 
 def _read_csv_sql(path: Path, header: list[str], spec: TableSpec) -> str:
-    """A relation reading the CSV file `path` (typed columns), with the spec's optional columns
-    the file lacks added as nulls."""
+    """A relation reading the CSV file `path` (typed columns), or the ingested Parquet table
+    `path`, with the spec's optional columns the file lacks added as nulls."""
+    if is_parquet(path):
+        relation = f"read_parquet('{_sql_path(path / '*.parquet')}')"
+        lacking = [f"NULL::{t} AS {c}" for c, t in spec.optional_columns.items() if c not in header]
+        return f"(SELECT *, {', '.join(lacking)} FROM {relation})" if lacking else relation
     types = {**spec.optional_columns, **spec.columns}
     cols = ", ".join(f"'{c}': '{types.get(c, _S)}'" for c in header)
     opts = "header=true, auto_detect=false, quote='\"', escape='\"', nullstr=''"
@@ -328,16 +362,26 @@ def stage(
             on_table(name)
 
 
-# Gzipped tables larger than this are inflated to a scratch file before reading (see table_source).
+# Gzipped tables larger than this are inflated before reading (see stage_table, table_source).
 INFLATE_ABOVE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Inflate:
-    """Inflate gzipped tables larger than `above_bytes` into the folder `scratch` before reading."""
+    """Inflate gzipped tables larger than `above_bytes` into the folder `scratch` before reading:
+    a staged table piece by piece (`piece_bytes` each, see `pieces.gz_pieces`), a table read
+    straight from its file (NOTEEVENTS) whole."""
 
     scratch: Path
     above_bytes: int = INFLATE_ABOVE_BYTES
+    piece_bytes: int = PIECE_BYTES
+
+    def applies(self, path: Path | None) -> bool:
+        return (
+            path is not None
+            and path.name.lower().endswith(".gz")
+            and path.stat().st_size > self.above_bytes
+        )
 
 
 def stage_table(
@@ -346,30 +390,49 @@ def stage_table(
     name: str,
     inflate: Inflate | None = None,
 ) -> None:
-    """Read table `name` into a DuckDB table (see `stage`, and `table_source` for `inflate`)."""
-    with table_source(folder, name, inflate) as source:
-        try:
-            con.execute(f"CREATE OR REPLACE TABLE {name.lower()} AS SELECT * FROM {source}")
-        except duckdb.Error as exc:
-            raise read_error(folder, name, exc) from exc
+    """Read table `name` into a DuckDB table (see `stage`).
+
+    DuckDB reads a `.csv.gz` on one thread with zlib. Given `inflate`, a large gzipped table is
+    inflated with ISA-L (about 5x faster than zlib) into plain CSV pieces in its scratch folder
+    while DuckDB parses the previous piece in parallel, so that the table is never inflated whole
+    (CHARTEVENTS of the full release is ~33 GB of CSV): what is kept is the staged needed columns
+    and rows, spilled to disk above the memory cap."""
+    path = folder.files.get(name)
+    table = name.lower()
+    if inflate is None or not inflate.applies(path):
+        with table_source(folder, name) as source:
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {source}")
+            except duckdb.Error as exc:
+                raise read_error(folder, name, exc) from exc
+        return
+    assert path is not None
+    inflate.scratch.mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix=f"safellm-{table}-", dir=inflate.scratch))
+    try:
+        verb = f"CREATE OR REPLACE TABLE {table} AS"
+        for piece in gz_pieces(path, own, inflate.piece_bytes):
+            relation = _read_csv_sql(piece.path, folder.headers[name], TABLES[name])
+            try:
+                con.execute(f"{verb} SELECT * FROM {source_sql(folder, name, relation)}")
+            except duckdb.Error as exc:
+                raise read_error(folder, name, exc, piece.lines_before) from exc
+            verb = f"INSERT INTO {table}"
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @contextmanager
 def table_source(folder: MimicFolder, name: str, inflate: Inflate | None = None) -> Iterator[str]:
     """A subquery reading table `name`'s needed columns from its file (`source_sql`).
 
-    DuckDB reads a `.csv.gz` on one thread with zlib. Given `inflate`, a large gzipped table is
-    first inflated into its scratch folder with ISA-L (about 5x faster than zlib), so that DuckDB
-    parses it in parallel; the plain copy is deleted on exit."""
+    Given `inflate`, a large gzipped table is first inflated whole into its scratch folder with
+    ISA-L, so that DuckDB parses it in parallel; the plain copy is deleted on exit."""
     path = folder.files.get(name)
-    if (
-        inflate is None
-        or path is None
-        or not path.name.lower().endswith(".gz")
-        or path.stat().st_size <= inflate.above_bytes
-    ):
+    if inflate is None or not inflate.applies(path):
         yield source_sql(folder, name)
         return
+    assert path is not None
     inflate.scratch.mkdir(parents=True, exist_ok=True)
     own = Path(tempfile.mkdtemp(prefix=f"safellm-{name.lower()}-", dir=inflate.scratch))
     try:
@@ -383,21 +446,31 @@ SHM = Path("/dev/shm")
 
 
 def scratch_dir(
-    folder: MimicFolder, fallback: Path, shm: Path = SHM, above_bytes: int = INFLATE_ABOVE_BYTES
+    folder: MimicFolder,
+    fallback: Path,
+    shm: Path = SHM,
+    above_bytes: int = INFLATE_ABOVE_BYTES,
+    piece_bytes: int = PIECE_BYTES,
 ) -> Path:
-    """Where `table_source` inflates the tables over `above_bytes`: shared memory when it has room
-    for all of them with 1 GiB to spare, else `fallback` (on disk). Shared memory spares the disk
-    writes, which cost more than the decompression itself."""
-    big = [
-        p
-        for p in folder.files.values()
-        if p.name.lower().endswith(".gz") and p.stat().st_size > above_bytes
-    ]
+    """Where the tables over `above_bytes` are inflated: shared memory when it has room for
+    what is inflated at once (three pieces of each of two staged tables, a table read straight
+    from its file whole) with 1 GiB to spare, else `fallback` (on disk). Shared memory spares the
+    disk writes, which cost more than the decompression itself."""
+    inflate = Inflate(fallback, above_bytes, piece_bytes)
+    need = 0
+    staged_big = 0
+    for name, p in folder.files.items():
+        if inflate.applies(p):
+            if TABLES[name].staged:
+                staged_big += 1
+            else:
+                need += inflated_size(p)
+    need += min(staged_big, 2) * 3 * piece_bytes
     try:
         free = shutil.disk_usage(shm).free if shm.is_dir() else 0
     except OSError:
         free = 0
-    return shm if free >= sum(inflated_size(p) for p in big) + 1024**3 else fallback
+    return shm if free >= need + 1024**3 else fallback
 
 
 def inflated_size(path: Path) -> int:
@@ -426,20 +499,27 @@ def gunzip(path: Path, dest: Path) -> Path:
     return dest
 
 
-def read_error(folder: MimicFolder, name: str, exc: duckdb.Error) -> DataFormatError:
-    """A DuckDB failure while reading table `name`, as a DataFormatError naming its file."""
-    return DataFormatError(f"{folder.files[name]}: cannot read table {name}: {_short(exc)}")
+def read_error(
+    folder: MimicFolder, name: str, exc: duckdb.Error, lines_before: int = 1
+) -> DataFormatError:
+    """A DuckDB failure while reading table `name`, as a DataFormatError naming its file (and the
+    line in it: for a piece, `lines_before` is the number of the file's lines before the piece's
+    first data line)."""
+    return DataFormatError(
+        f"{folder.files[name]}: cannot read table {name}: {_short(exc, lines_before - 1)}"
+    )
 
 
-def _short(exc: Exception) -> str:
-    """DuckDB's message, cut to what a data owner needs (never the row's content: it may be PHI)."""
+def _short(exc: Exception, line_offset: int = 0) -> str:
+    """DuckDB's message, cut to what a data owner needs (never the row's content: it may be PHI);
+    `line_offset` is added to the line number DuckDB reports."""
     text = " ".join(str(exc).split())
     line = re.search(r"CSV Error on Line: (\d+)", text)
     conv = re.search(
         r'converting column "([^"]+)"\. Could not convert string "(.{0,40})[^"]*" to \'(\w+)\'',
         text,
     )
-    where = f"line {line.group(1)}: " if line else ""
+    where = f"line {int(line.group(1)) + line_offset:,}: " if line else ""
     if conv:
         col, value, typ = conv.groups()
         return f"{where}column {col}: cannot parse {value!r} as {typ}"

@@ -1,6 +1,7 @@
 """Data building, the use case behind `safellm data synth`, `safellm data build` and the start of
 `safellm demo`: a synthetic hospital (reused when one of the same size and seed exists), then
-cohorts, features, notes and event sequences from it or from a MIMIC-III folder; and the export
+cohorts, features, notes and event sequences from it or from a MIMIC-III folder; the one-time
+Parquet ingest behind `safellm data ingest`; and the export
 behind `safellm data export` (the built hospital as a MEDS dataset)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from safellm.data.build import BuildResult
+    from safellm.data.ingest import IngestResult
     from safellm.data.meds import MedsSummary
     from safellm.data.synthetic.generator import SynthSummary
 
@@ -76,6 +78,23 @@ def build_data(
         progress=by_step(advance),
         notes=notes,
         events=events,
+    )
+
+
+def ingest_data(
+    settings: Settings, source: Path, out_dir: Path, *, stage: Stage = quiet
+) -> IngestResult:
+    """Every table of the MIMIC-III folder `source` as Parquet in `out_dir` (one-time; a build
+    from `out_dir` then reads Parquet instead of CSV)."""
+    from safellm.data.ingest import ingest_dataset, ingest_steps
+
+    advance = stage("Ingesting tables to Parquet", len(ingest_steps()))
+    return ingest_dataset(
+        source,
+        out_dir,
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.duckdb_threads,
+        progress=by_step(advance),
     )
 
 
