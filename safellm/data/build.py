@@ -114,15 +114,16 @@ def build_dataset(
     events: bool = True,
     scratch: Path | None = None,
     inflate_above: int = mimic.INFLATE_ABOVE_BYTES,
-    piece_bytes: int = mimic.PIECE_BYTES,
+    piece_bytes: int = mimic.CHUNK_BYTES,
 ) -> BuildResult:
     """Build every task's cohort and features from the MIMIC-III folder `source` into `out_dir`.
 
     `notes=False` and `events=False` skip the notes and event-sequence exports (the benchmark
     compares cohorts + features only).
     Gzipped tables over `inflate_above` bytes are inflated before reading (the staged ones in
-    pieces of `piece_bytes`), into `scratch` (by default: shared memory when it has room, else
-    the output's spill folder)."""
+    chunks of `piece_bytes` in memory, see `mimic.stage_table`), into `scratch` when they must be
+    read from a file (by default: shared memory when it has room, else the output's spill
+    folder)."""
     started = time.perf_counter()
     folder = mimic.open_mimic(source)  # validates presence and headers before any write
     out_dir = Path(out_dir)

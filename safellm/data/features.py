@@ -256,14 +256,14 @@ def aggregate_labs(
 
 def _lab_wide_sql(agg: str) -> str:
     """`agg` (see `_lab_agg_sql`) pivoted: one row per (task, unit), columns per item and
-    statistic."""
-    items = ", ".join(str(itemid) for itemid, _, _ in LABS.values())
-    return f"""
-        PIVOT {agg} ON itemid IN ({items})
-        USING any_value(vlast) AS last, any_value(vmin) AS min, any_value(vmax) AS max,
-              any_value(nab) AS nab
-        GROUP BY task, unit_id
-        """
+    statistic (`"<itemid>_last"`, `_min`, `_max`, `_nab`). A GROUP BY with one filtered
+    aggregate per column: the same table as DuckDB's PIVOT, in about two thirds of its time."""
+    cols = [
+        f'any_value({stat}) FILTER (WHERE itemid = {itemid}) AS "{itemid}_{name}"'
+        for itemid, _, _ in LABS.values()
+        for stat, name in (("vlast", "last"), ("vmin", "min"), ("vmax", "max"), ("nab", "nab"))
+    ]
+    return f"SELECT task, unit_id, {', '.join(cols)} FROM {agg} GROUP BY task, unit_id"
 
 
 def _labs_group_sql(c: str, wide: str, task_number: int) -> str:

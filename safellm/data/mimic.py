@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from isal import igzip
 
-from safellm.data.pieces import PIECE_BYTES, gz_pieces
+from safellm.data.pieces import CHUNK_BYTES, Chunk, gz_chunks, write_piece
 from safellm.errors import DataFormatError, MissingTableError, SchemaError
 
 log = logging.getLogger(__name__)
@@ -368,13 +370,14 @@ INFLATE_ABOVE_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Inflate:
-    """Inflate gzipped tables larger than `above_bytes` into the folder `scratch` before reading:
-    a staged table piece by piece (`piece_bytes` each, see `pieces.gz_pieces`), a table read
-    straight from its file (NOTEEVENTS) whole."""
+    """Inflate gzipped tables larger than `above_bytes` before reading: a staged table chunk by
+    chunk in memory (`piece_bytes` each, see `stage_table`; a chunk DuckDB must read from a file
+    goes to the folder `scratch`), a table read straight from its file (NOTEEVENTS) whole into
+    `scratch`."""
 
     scratch: Path
     above_bytes: int = INFLATE_ABOVE_BYTES
-    piece_bytes: int = PIECE_BYTES
+    piece_bytes: int = CHUNK_BYTES
 
     def applies(self, path: Path | None) -> bool:
         return (
@@ -393,10 +396,12 @@ def stage_table(
     """Read table `name` into a DuckDB table (see `stage`).
 
     DuckDB reads a `.csv.gz` on one thread with zlib. Given `inflate`, a large gzipped table is
-    inflated with ISA-L (about 5x faster than zlib) into plain CSV pieces in its scratch folder
-    while DuckDB parses the previous piece in parallel, so that the table is never inflated whole
-    (CHARTEVENTS of the full release is ~33 GB of CSV): what is kept is the staged needed columns
-    and rows, spilled to disk above the memory cap."""
+    inflated with ISA-L (about 5x faster than zlib) on a background thread into chunks in memory
+    (`pieces.gz_chunks`) while the previous chunk is parsed, so that the table is never inflated
+    whole (CHARTEVENTS of the full release is ~33 GB of CSV): what is kept is the staged needed
+    columns and rows, spilled to disk above the memory cap. Each chunk is parsed by Arrow's CSV
+    reader straight from memory (no copy through a file); a chunk Arrow refuses is written to the
+    scratch folder and read by DuckDB, whose errors name the file's line."""
     path = folder.files.get(name)
     table = name.lower()
     if inflate is None or not inflate.applies(path):
@@ -407,19 +412,78 @@ def stage_table(
                 raise read_error(folder, name, exc) from exc
         return
     assert path is not None
-    inflate.scratch.mkdir(parents=True, exist_ok=True)
-    own = Path(tempfile.mkdtemp(prefix=f"safellm-{table}-", dir=inflate.scratch))
+    spec, header = TABLES[name], folder.headers[name]
+    own: Path | None = None
+    arrow = f"_arrow_{table}"
     try:
         verb = f"CREATE OR REPLACE TABLE {table} AS"
-        for piece in gz_pieces(path, own, inflate.piece_bytes):
-            relation = _read_csv_sql(piece.path, folder.headers[name], TABLES[name])
-            try:
-                con.execute(f"{verb} SELECT * FROM {source_sql(folder, name, relation)}")
-            except duckdb.Error as exc:
-                raise read_error(folder, name, exc, piece.lines_before) from exc
+        for chunk in gz_chunks(path, inflate.piece_bytes):
+            parsed = _arrow_chunk(chunk, header, spec)
+            if parsed is not None:
+                con.register(arrow, parsed)
+                try:
+                    con.execute(f"{verb} SELECT * FROM {source_sql(folder, name, arrow)}")
+                finally:
+                    con.unregister(arrow)
+                    del parsed
+            else:  # DuckDB reads it from a file: it takes what Arrow refused, or names the line
+                if own is None:
+                    inflate.scratch.mkdir(parents=True, exist_ok=True)
+                    own = Path(tempfile.mkdtemp(prefix=f"safellm-{table}-", dir=inflate.scratch))
+                piece = write_piece(chunk, own / "piece.csv")
+                del chunk
+                relation = _read_csv_sql(piece.path, header, spec)
+                try:
+                    con.execute(f"{verb} SELECT * FROM {source_sql(folder, name, relation)}")
+                except duckdb.Error as exc:
+                    raise read_error(folder, name, exc, piece.lines_before) from exc
+                finally:
+                    piece.path.unlink(missing_ok=True)
             verb = f"INSERT INTO {table}"
     finally:
-        shutil.rmtree(own, ignore_errors=True)
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
+
+
+# Arrow parses a chunk in blocks of this size on its threads
+ARROW_BLOCK_BYTES = 4 * 1024 * 1024
+_ARROW_TYPES = {_T: "timestamp[us]", _I: "int64", _F: "double", _S: "string"}
+
+
+def _arrow_chunk(chunk: Chunk, header: list[str], spec: TableSpec) -> pa.Table | None:
+    """The typed columns `spec` reads (its optional ones the file lacks added as nulls) of the
+    records in `chunk`, parsed by Arrow's multi-threaded CSV reader straight from memory; None
+    when Arrow refuses the chunk (a malformed row, a value it cannot parse, invalid UTF-8), which
+    `stage_table` then hands to DuckDB: DuckDB's reading stays the reference, and its errors name
+    the file's line."""
+    types = {**spec.optional_columns, **spec.columns}
+    wanted = [c for c in header if c in types]
+    read = pacsv.ReadOptions(column_names=header, block_size=ARROW_BLOCK_BYTES)
+    # Arrow splits its input into blocks at newlines; when a quoted value may hold one, it must
+    # look for quotes first (slower), or a value cut in two may parse as two rows
+    parse = pacsv.ParseOptions(quote_char='"', double_quote=True, newlines_in_values=chunk.quoted)
+    convert = pacsv.ConvertOptions(
+        include_columns=wanted,
+        column_types={c: pa.type_for_alias(_ARROW_TYPES[types[c]]) for c in wanted},
+        null_values=[""],
+        true_values=[],
+        false_values=[],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(chunk.data)),
+            read_options=read,
+            parse_options=parse,
+            convert_options=convert,
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    for c, t in spec.optional_columns.items():
+        if c not in header:
+            table = table.append_column(c, pa.nulls(len(table), pa.type_for_alias(_ARROW_TYPES[t])))
+    return table
 
 
 @contextmanager
@@ -450,11 +514,11 @@ def scratch_dir(
     fallback: Path,
     shm: Path = SHM,
     above_bytes: int = INFLATE_ABOVE_BYTES,
-    piece_bytes: int = PIECE_BYTES,
+    piece_bytes: int = CHUNK_BYTES,
 ) -> Path:
     """Where the tables over `above_bytes` are inflated: shared memory when it has room for
-    what is inflated at once (three pieces of each of two staged tables, a table read straight
-    from its file whole) with 1 GiB to spare, else `fallback` (on disk). Shared memory spares the
+    what is written at once (a piece of each of two staged tables, a table read straight from its
+    file whole) with 1 GiB to spare, else `fallback` (on disk). Shared memory spares the
     disk writes, which cost more than the decompression itself."""
     inflate = Inflate(fallback, above_bytes, piece_bytes)
     need = 0
@@ -465,7 +529,7 @@ def scratch_dir(
                 staged_big += 1
             else:
                 need += inflated_size(p)
-    need += min(staged_big, 2) * 3 * piece_bytes
+    need += min(staged_big, 2) * piece_bytes
     try:
         free = shutil.disk_usage(shm).free if shm.is_dir() else 0
     except OSError:
