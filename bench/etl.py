@@ -8,8 +8,9 @@ Generates a synthetic hospital of N patients (reused when already in the workdir
 step in its own subprocess, so that the peak memory is per step: wall-clock seconds and peak
 resident set size (the kernel's max RSS of the process and its reaped children, as `/usr/bin/time -v`
 reports it, together with the peak of the whole process tree's RSS sampled every 0.1 s, the
-peak of what the step keeps in /dev/shm, where the build inflates the large tables piece by piece:
-that is memory too, and the peak of DuckDB's spill files; the memory target counts all three).
+peak of what the step keeps in /dev/shm (NOTEEVENTS inflated whole, the pieces `safellm data
+ingest` writes, a chunk the build hands to DuckDB as a file): that is memory too, and the peak of
+DuckDB's spill files; the memory target counts all three).
 `--chartevents full` gives the hospital a CHARTEVENTS of the real table's size (~7,000 rows per
 patient: ~330 M rows for 46,000 patients); the pandas reference then reads it in chunks, as a
 careful pandas user would. `--ingest` also times `safellm data ingest` (the one-time conversion

@@ -1,4 +1,4 @@
-"""Large gzipped tables are staged piece by piece: the same table as a whole read, cuts only at
+"""Large gzipped tables are staged chunk by chunk: the same table as a whole read, cuts only at
 record boundaries, a bounded number of pieces on disk, errors on the file's own line."""
 
 from __future__ import annotations
