@@ -40,8 +40,20 @@ def count_lines(source: Path, offset: int) -> int:
     return lines
 
 
+class _InFile:
+    """Where in the gzip file `source` something starts: at byte `offset` of the inflated file."""
+
+    source: Path
+    offset: int
+
+    @property
+    def lines_before(self) -> int:
+        """How many physical lines of the file (header included) come before `offset`."""
+        return count_lines(self.source, self.offset)
+
+
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(_InFile):
     """One chunk in memory: the file's header line and whole records (`data`, without the header)
     of the gzip file `source`, the first of them at byte `offset` of the inflated file."""
 
@@ -51,26 +63,15 @@ class Chunk:
     offset: int
     quoted: bool = True  # whether `data` may hold a double quote (False: it holds none)
 
-    @property
-    def lines_before(self) -> int:
-        """How many physical lines of the file (header included) come before the first record."""
-        return count_lines(self.source, self.offset)
-
 
 @dataclass(frozen=True)
-class Piece:
+class Piece(_InFile):
     """One piece: a plain CSV file with the header line, holding the records of the gzip file
     `source` from byte `offset` of the inflated file on."""
 
     path: Path
     source: Path
     offset: int
-
-    @property
-    def lines_before(self) -> int:
-        """How many physical lines of the original file (header included) come before the
-        piece's first data line."""
-        return count_lines(self.source, self.offset)
 
 
 def record_cut(buf: bytes | bytearray, end: int | None = None) -> int:
