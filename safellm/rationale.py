@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from safellm.errors import LLMError
+from safellm.errors import ContextOverflowError, LLMError
 from safellm.explain.facts import Contribution, Facts, NoteEvidence, Prediction
 from safellm.llm.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, TokenSink
 from safellm.llm.grammar import answer_grammar, answer_schema
@@ -76,6 +76,12 @@ class GuardReport(BaseModel):
     violations: list[Violation] = Field(default_factory=list)
     repairs: list[Repair] = Field(
         default_factory=list, description="Sentences repaired, dropped or replaced."
+    )
+    notes_left_out: int = Field(
+        default=0,
+        ge=0,
+        description="Note chunks left out of the prompt (the least relevant first) so that it "
+        "and the answer fit the model's context window; the model could not cite them.",
     )
 
     @property
@@ -486,9 +492,12 @@ def explain(
 ) -> Explanation:
     """The rationale for `facts` (already cut to the contributions and notes the model may cite).
 
-    `max_tokens` overrides the prompt's own limit (benchmarks). An `LLMError` of the first call is
-    raised, unless `fallback` asks for the guard's answer instead (`guard.fallback`: the grounded
-    fallback of the clinical guard, so the web layer never answers a failing model with a 500)."""
+    `max_tokens` overrides the prompt's own limit (benchmarks). A prompt that leaves the answer no
+    room in the model's context window is asked again without its last (least relevant) note
+    chunk, until it fits (`GuardReport.notes_left_out` says how many went). An `LLMError` of a
+    model call (the first or a re-ask; a prompt that does not fit even without notes) is raised,
+    unless `fallback` asks for the guard's answer instead (`guard.fallback`: the grounded fallback
+    of the clinical guard, so the web layer never answers a failing model with a 500)."""
     started = time.perf_counter()
     guard = guard or PassThrough()
     q = (question or "").strip() or DEFAULT_QUESTION
@@ -525,27 +534,50 @@ def explain(
         refused = GuardReport(passed=True, attempts=0, violations=screened.violations)
         return make(screened.refusal, refused, None)
     slots = prompt.spec.answer == "slots"
-    request = build_request(facts, prompt, q, history)
-    if max_tokens is not None:
-        request = request.model_copy(update={"max_tokens": max_tokens})
-    gate = guard.gate(facts, on_token) if on_token is not None else None
-    sink = gate or on_token
-    slot_sink = (
-        SlotSink(facts, sink, gate.whole if gate is not None else None)
-        if slots and sink is not None
-        else None
-    )
-    try:
-        first = model.chat(request, on_token=slot_sink or sink)
-    except LLMError as exc:
+    calls = 0
+    left_out = 0
+
+    def failed(exc: LLMError) -> Explanation:
+        """The guard's grounded answer when a model call fails (`fallback`), else the error."""
         if not fallback:
-            raise
+            raise exc
         answer = guard.fallback(facts, exc)
         if on_token is not None:
             on_token(f"\n[{WITHDRAWN}]\n{answer.text}")
-        failed = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])
-        report = GuardReport(passed=False, attempts=1, fallback_used=True, violations=[failed])
+        failure = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])
+        report = GuardReport(
+            passed=False,
+            attempts=max(calls, 1),
+            fallback_used=True,
+            violations=[failure],
+            notes_left_out=left_out,
+        )
         return make(answer, report, None)
+
+    while True:  # a prompt too long for the model: the least relevant note out, and again
+        request = build_request(facts, prompt, q, history)
+        if max_tokens is not None:
+            request = request.model_copy(update={"max_tokens": max_tokens})
+        gate = guard.gate(facts, on_token) if on_token is not None else None
+        sink = gate or on_token
+        slot_sink = (
+            SlotSink(facts, sink, gate.whole if gate is not None else None)
+            if slots and sink is not None
+            else None
+        )
+        try:
+            first = model.chat(request, on_token=slot_sink or sink)
+            calls = 1
+            break
+        except ContextOverflowError as exc:
+            if not facts.notes:
+                calls = 1
+                return failed(exc)
+            facts = facts.model_copy(update={"notes": facts.notes[:-1]})
+            left_out += 1
+        except LLMError as exc:
+            calls = 1
+            return failed(exc)
     if slot_sink is not None:
         slot_sink.finish()
     if gate is not None:
@@ -553,6 +585,8 @@ def explain(
     draft = answer_of(render_slots(first.text, facts) if slots else first.text, first.text)
 
     def reask(problems: list[Violation], sentence: str | None = None) -> RationaleAnswer:
+        nonlocal calls
+        calls += 1
         again = reask_request(request, first.text, problems, sentence, slots)
         if sentence is not None and slots and facts.contributions:
             ids = ([c.id for c in facts.contributions], [n.id for n in facts.notes])
@@ -567,7 +601,12 @@ def explain(
             text = raw_sentences(text.strip())[0] if text.strip() else ""
         return answer_of(render_slots(text, facts) if slots else text, text)
 
-    shown, report = guard(facts, draft, reask)
+    try:
+        shown, report = guard(facts, draft, reask)
+    except LLMError as exc:  # a re-ask failed (timed out, or too long for the context window)
+        return failed(exc)
+    if left_out:
+        report = report.model_copy(update={"notes_left_out": left_out})
     if on_token is not None:
         streamed = (gate.emitted if gate is not None else draft.text).strip()
         if shown.text.startswith(streamed):

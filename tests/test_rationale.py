@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from safellm.config import Settings
+from safellm.errors import ContextOverflowError, LLMTimeoutError
 from safellm.explain.facts import Facts
+from safellm.llm.base import ChatRequest, ChatResponse, TokenSink
 from safellm.llm.fake import FakeChatModel, grounded_answer
 from safellm.llm.prompts import load_prompt
 from safellm.rationale import (
@@ -120,3 +124,83 @@ def test_streams_tokens_to_the_sink() -> None:
     pieces: list[str] = []
     exp = explain(_facts(), FakeChatModel(), PROMPT, on_token=pieces.append)
     assert "".join(pieces).strip() == exp.rationale.text
+
+
+class Window(FakeChatModel):
+    """The fake model with a context window of `limit` characters of prompt (all messages)."""
+
+    def __init__(self, limit: int, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.limit = limit
+        self.sizes: list[int] = []
+
+    def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+        size = sum(len(m.content) for m in request.messages)
+        self.sizes.append(size)
+        if size > self.limit:
+            raise ContextOverflowError(f"the prompt ({size} chars) exceeds the context window")
+        return super().chat(request, on_token=on_token)
+
+
+class Grounded(PassThrough):
+    """No checks, but a grounded answer to fall back on (as the clinical guard has)."""
+
+    def fallback(self, facts: Facts, error: Exception | None = None) -> RationaleAnswer:
+        return RationaleAnswer(text="Grounded summary [F1].", citations=["F1"])
+
+
+def _many_notes(n: int) -> Facts:
+    base = _facts()
+    note = base.notes[0]
+    notes = [
+        note.model_copy(update={"id": f"N{i}", "note_id": i, "text": f"Note {i}: " + "words " * 40})
+        for i in range(1, n + 1)
+    ]
+    return base.model_copy(update={"notes": notes})
+
+
+def test_a_prompt_too_long_leaves_out_the_least_relevant_notes_until_it_fits() -> None:
+    facts = _many_notes(6)
+    sizes = Window(10**9)
+    explain(facts, sizes, PROMPT)
+    explain(facts.model_copy(update={"notes": facts.notes[:2]}), sizes, PROMPT)
+    full, two = sizes.sizes
+    model = Window((two + (full - two) // 4 + two) // 2)  # room for two notes, not three
+    pieces: list[str] = []
+    exp = explain(facts, model, PROMPT, on_token=pieces.append)
+    assert [n.id for n in exp.facts.notes] == ["N1", "N2"]
+    assert exp.guard.notes_left_out == 4 and not exp.guard.fallback_used
+    assert len(model.sizes) == 5 and model.sizes[-1] == two  # N6, N5, N4, N3 out, one by one
+    sent = model.requests[-1].messages[-1].content
+    assert "Note 2:" in sent and "Note 3:" not in sent
+    assert "".join(pieces).strip() == exp.rationale.text  # the failed tries streamed nothing
+    assert "N3" not in exp.rationale.citations
+
+
+def test_a_prompt_too_long_even_without_notes_is_a_clear_error_or_the_fallback() -> None:
+    facts = _many_notes(3)
+    with pytest.raises(ContextOverflowError, match="context window"):
+        explain(facts, Window(10), PROMPT)
+    exp = explain(facts, Window(10), PROMPT, guard=Grounded(), fallback=True)
+    assert exp.guard.fallback_used and exp.guard.rules == ["llm.error"]
+    assert exp.guard.notes_left_out == 3 and exp.rationale.text == "Grounded summary [F1]."
+
+
+def test_a_failing_reask_falls_back_when_asked_to() -> None:
+    class Timeout(FakeChatModel):
+        def chat(self, request: ChatRequest, on_token: TokenSink | None = None) -> ChatResponse:
+            if self.requests:
+                raise LLMTimeoutError("no answer within 1 s")
+            return super().chat(request, on_token=on_token)
+
+    class Strict(Grounded):
+        def __call__(self, facts, draft, reask):  # type: ignore[no-untyped-def]
+            return reask([Violation(rule="direction", detail="wrong")]), GuardReport(
+                passed=True, attempts=2
+            )
+
+    with pytest.raises(LLMTimeoutError):
+        explain(_facts(), Timeout(), PROMPT, guard=Strict())
+    exp = explain(_facts(), Timeout(), PROMPT, guard=Strict(), fallback=True)
+    assert exp.guard.fallback_used and exp.guard.attempts == 2
+    assert exp.guard.rules == ["llm.error"] and "no answer within 1 s" in str(exp.guard.violations)

@@ -258,13 +258,19 @@ class TransformersEngine:
         self._ids = self._ids[:n]
         return n
 
-    def _prefill(self, messages: list[dict[str, str]]) -> Any:
+    def _prefill(self, messages: list[dict[str, str]], reserve: int = 0) -> Any:
         """Evaluate the prompt of `messages`, reusing the cached or a saved prefix; the logits
-        after its last token. `last_stats` gets the tokens reused, restored and evaluated."""
+        after its last token. `last_stats` gets the tokens reused, restored and evaluated.
+        `reserve`: the tokens the answer may take (as `LlamaEngine._prefill`)."""
         tokens = self.tokens(messages)
         if len(tokens) >= self.n_ctx:
             raise ValueError(
                 f"the prompt ({len(tokens)} tokens) exceeds the context window ({self.n_ctx})"
+            )
+        if len(tokens) + reserve > self.n_ctx:
+            raise ValueError(
+                f"the prompt ({len(tokens)} tokens) and its answer (up to {reserve} tokens) "
+                f"exceed the context window ({self.n_ctx})"
             )
         keep = common_prefix(self._ids, tokens)
         restored = 0
@@ -352,12 +358,11 @@ class TransformersEngine:
         stats: dict[str, float] = {"tokens": 0, "grammar_s": 0.0, "decode_s": 0.0}
         with self.lock:
             t0 = time.perf_counter()
-            logits = self._prefill(messages)
+            # the answer stays inside the context window (and the model's positions)
+            logits = self._prefill(messages, reserve=max_tokens)
             stats.update(self.last_stats)
             stats["prefill_s"] = time.perf_counter() - t0
             constraint = self._grammar(grammar) if grammar else None
-            # the answer stays inside the context window (and the model's positions)
-            max_tokens = max(0, min(max_tokens, self.n_ctx - int(stats["prompt_tokens"])))
             ids: list[int] = []
             text, sent, finish, cut = "", 0, "length", False
             try:

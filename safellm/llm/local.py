@@ -378,10 +378,12 @@ class LlamaEngine:
         self.llm.n_tokens = len(key)
         return True
 
-    def _prefill(self, messages: list[dict[str, str]]) -> int:
+    def _prefill(self, messages: list[dict[str, str]], reserve: int = 0) -> int:
         """Evaluate the chat prompt of `messages`, reusing what is evaluated or saved; returns
         the prompt's length in tokens. The logits of its last token are then in the context.
-        `last_stats` gets the tokens reused, restored and evaluated.
+        `last_stats` gets the tokens reused, restored and evaluated. `reserve`: the tokens the
+        answer may take; a prompt that leaves less room than that in the context window is
+        refused before anything is evaluated (ValueError), as is one that does not fit at all.
 
         A prompt is always evaluated in the same pieces, whatever was reused: its fixed part
         (the system message) in one, then one piece per paragraph (at most `CHUNK` tokens), the
@@ -396,6 +398,11 @@ class LlamaEngine:
         if len(tokens) >= self.n_ctx:
             raise ValueError(
                 f"the prompt ({len(tokens)} tokens) exceeds the context window ({self.n_ctx})"
+            )
+        if len(tokens) + reserve > self.n_ctx:
+            raise ValueError(
+                f"the prompt ({len(tokens)} tokens) and its answer (up to {reserve} tokens) "
+                f"exceed the context window ({self.n_ctx})"
             )
         fixed = self._fixed_length(messages, tokens)
         if fixed >= len(tokens):
@@ -587,7 +594,9 @@ class LlamaEngine:
             pending: list[tuple[int, Any]] = []
             try:
                 t0 = time.perf_counter()
-                self._prefill(messages)
+                # the answer's tokens must fit in the KV cache beside the prompt: decoding past
+                # the context window fails inside llama.cpp ("failed to find a memory slot")
+                self._prefill(messages, reserve=max_tokens)
                 stats.update(self.last_stats)
                 stats["prefill_s"] = time.perf_counter() - t0
                 row = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()

@@ -9,9 +9,11 @@ import pytest
 from safellm.config import Settings
 from safellm.errors import ContextOverflowError
 from safellm.explain.facts import NoteEvidence
+from safellm.llm.base import ChatMessage, ChatRequest
+from safellm.llm.local import engine
 from safellm.llm.prompts import load_prompt
 from safellm.llm.registry import get_model
-from safellm.rationale import explain
+from safellm.rationale import build_request, explain
 from safellm.services.explanation import ExplanationService
 from tests.samples import explain_json, first_hadm
 
@@ -28,7 +30,9 @@ def test_local_model_writes_a_cited_rationale(
     assert exp["rationale"]["citations"] and set(exp["rationale"]["citations"]) & shown
 
 
-def test_too_many_notes_overflow_the_context_clearly(demo_home: Path, tmp_path: Path) -> None:
+def test_too_many_notes_leave_out_the_least_relevant_then_overflow_clearly(
+    demo_home: Path,
+) -> None:
     settings = Settings(home=demo_home, local_n_ctx=1024)
     service = ExplanationService(settings)
     facts = service.facts("readmission", first_hadm(demo_home))
@@ -37,12 +41,31 @@ def test_too_many_notes_overflow_the_context_clearly(demo_home: Path, tmp_path: 
         NoteEvidence(id=f"N{i}", note_id=i, category="Nursing", chart_time=None, text=note)
         for i in range(1, 21)
     ]
+    prompt = load_prompt(settings.prompts_dir, "explain-risk")
+    model = get_model("local", settings)
+    exp = explain(facts.model_copy(update={"notes": many}), model, prompt)
+    kept = [n.id for n in exp.facts.notes]
+    assert 0 < exp.guard.notes_left_out < 20 and kept == [f"N{i}" for i in range(1, len(kept) + 1)]
+    assert exp.rationale.text.strip()
+    # the prompt and its answer's room: one note more would not have fitted
+    request = build_request(exp.facts, prompt, exp.question)
+    eng = engine(model.spec)  # type: ignore[attr-defined]
+    fits = len(eng.tokens([m.model_dump() for m in request.messages])) + request.max_tokens
+    assert fits <= 1024
+    more = build_request(facts.model_copy(update={"notes": many[: len(kept) + 1]}), prompt)
+    too_long = len(eng.tokens([m.model_dump() for m in more.messages])) + more.max_tokens
+    assert too_long > 1024
+    # a prompt that leaves the answer too little room is refused before decoding, clearly
+    # (decoding past the window failed inside llama.cpp and read "cannot reach the provider")
+    near = ChatRequest(
+        messages=[ChatMessage(role="user", content="Summarise: " + "stable " * 900)],
+        max_tokens=320,
+    )
+    with pytest.raises(ContextOverflowError, match=r"and its answer.*SAFELLM_LOCAL_N_CTX"):
+        model.chat(near)
+    tiny = Settings(home=demo_home, local_n_ctx=512)
     with pytest.raises(ContextOverflowError, match=r"context window.*SAFELLM_LOCAL_N_CTX"):
-        explain(
-            facts.model_copy(update={"notes": many}),
-            get_model("local", settings),
-            load_prompt(settings.prompts_dir, "explain-risk"),
-        )
+        explain(facts.model_copy(update={"notes": many}), get_model("local", tiny), prompt)
 
 
 def test_local_judge_tells_supported_from_invented(tmp_path: Path) -> None:
@@ -67,7 +90,6 @@ def test_a_cancelled_generation_stops_frees_the_model_and_changes_no_later_answe
 
     from safellm.cancel import CancelToken
     from safellm.errors import Cancelled
-    from safellm.llm.local import engine
     from safellm.services.explanation import Caller
 
     settings = Settings(home=demo_home, guard_judge=False, prefetch=False)
