@@ -534,7 +534,7 @@ def explain(
         refused = GuardReport(passed=True, attempts=0, violations=screened.violations)
         return make(screened.refusal, refused, None)
     slots = prompt.spec.answer == "slots"
-    calls = 0
+    calls = 1  # model calls made: the first (however often it was cut to fit), then re-asks
     left_out = 0
 
     def failed(exc: LLMError) -> Explanation:
@@ -547,7 +547,7 @@ def explain(
         failure = Violation(rule="llm.error", detail=f"{type(exc).__name__}: {exc}"[:300])
         report = GuardReport(
             passed=False,
-            attempts=max(calls, 1),
+            attempts=calls,
             fallback_used=True,
             violations=[failure],
             notes_left_out=left_out,
@@ -567,16 +567,13 @@ def explain(
         )
         try:
             first = model.chat(request, on_token=slot_sink or sink)
-            calls = 1
             break
         except ContextOverflowError as exc:
             if not facts.notes:
-                calls = 1
                 return failed(exc)
             facts = facts.model_copy(update={"notes": facts.notes[:-1]})
             left_out += 1
         except LLMError as exc:
-            calls = 1
             return failed(exc)
     if slot_sink is not None:
         slot_sink.finish()

@@ -32,7 +32,7 @@ from typing import Any
 
 from safellm.cancel import check_current
 from safellm.errors import ConfigError
-from safellm.llm.kvstate import common_prefix
+from safellm.llm.kvstate import check_fits, common_prefix
 
 
 def check_model_folder(path: Path) -> Path:
@@ -263,15 +263,7 @@ class TransformersEngine:
         after its last token. `last_stats` gets the tokens reused, restored and evaluated.
         `reserve`: the tokens the answer may take (as `LlamaEngine._prefill`)."""
         tokens = self.tokens(messages)
-        if len(tokens) >= self.n_ctx:
-            raise ValueError(
-                f"the prompt ({len(tokens)} tokens) exceeds the context window ({self.n_ctx})"
-            )
-        if len(tokens) + reserve > self.n_ctx:
-            raise ValueError(
-                f"the prompt ({len(tokens)} tokens) and its answer (up to {reserve} tokens) "
-                f"exceed the context window ({self.n_ctx})"
-            )
+        check_fits(len(tokens), reserve, self.n_ctx)
         keep = common_prefix(self._ids, tokens)
         restored = 0
         best, best_key = 0, None

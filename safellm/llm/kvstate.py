@@ -28,6 +28,20 @@ Tokens = tuple[int, ...]
 TokenLike = Sequence[int] | np.ndarray
 
 
+def check_fits(prompt_tokens: int, reserve: int, n_ctx: int) -> None:
+    """ValueError unless a prompt of `prompt_tokens` fits a context window of `n_ctx` with room
+    for `reserve` tokens of answer (the engines' refusal, before anything is evaluated)."""
+    if prompt_tokens >= n_ctx:
+        raise ValueError(
+            f"the prompt ({prompt_tokens} tokens) exceeds the context window ({n_ctx})"
+        )
+    if prompt_tokens + reserve > n_ctx:
+        raise ValueError(
+            f"the prompt ({prompt_tokens} tokens) and its answer (up to {reserve} tokens) "
+            f"exceed the context window ({n_ctx})"
+        )
+
+
 def common_prefix(a: TokenLike, b: TokenLike) -> int:
     """How many leading tokens `a` and `b` share."""
     x, y = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)

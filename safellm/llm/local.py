@@ -32,7 +32,7 @@ from safellm.cancel import check_current
 from safellm.errors import Cancelled, ConfigError, ModelIntegrityError, ModelNotInstalledError
 from safellm.fsutil import atomic_write_text
 from safellm.llm.base import ChatRequest, unknown_model
-from safellm.llm.kvstate import StateCache, common_prefix
+from safellm.llm.kvstate import StateCache, check_fits, common_prefix
 from safellm.progress import Stage, quiet
 
 if TYPE_CHECKING:
@@ -395,15 +395,7 @@ class LlamaEngine:
         asked one from the question's paragraph on, so only that paragraph is evaluated."""
         llm: Any = self.llm
         tokens = self.tokens(messages)
-        if len(tokens) >= self.n_ctx:
-            raise ValueError(
-                f"the prompt ({len(tokens)} tokens) exceeds the context window ({self.n_ctx})"
-            )
-        if len(tokens) + reserve > self.n_ctx:
-            raise ValueError(
-                f"the prompt ({len(tokens)} tokens) and its answer (up to {reserve} tokens) "
-                f"exceed the context window ({self.n_ctx})"
-            )
+        check_fits(len(tokens), reserve, self.n_ctx)
         fixed = self._fixed_length(messages, tokens)
         if fixed >= len(tokens):
             fixed = 0
