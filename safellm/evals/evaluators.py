@@ -227,15 +227,46 @@ class WrongRanks(_Rule):
     rules = ("fact.rank",)
 
 
+class UnsupportedConcepts(_Rule):
+    metric = Metric(
+        "unsupported_concepts",
+        "count",
+        "lower",
+        "Clinical concepts named that belong to no cited fact or note (e.g. 'sepsis' cited to the age).",
+        aggregate="sum",
+    )
+    rules = ("fact.unsupported_concept",)
+
+
+class WrongQualifiers(_Rule):
+    metric = Metric(
+        "wrong_qualifiers",
+        "count",
+        "lower",
+        "Values called high, low, normal or abnormal against the catalogue's reference range.",
+        aggregate="sum",
+    )
+    rules = ("fact.qualifier",)
+
+
 class UnsupportedClaimRate(_Rule):
     metric = Metric(
         "unsupported_claim_rate",
         "rate",
         "lower",
-        "Share of answers with any unsupported number, feature, direction or rank.",
+        "Share of answers with any unsupported number, feature, direction, rank, concept or "
+        "qualifier.",
         by_family=True,
     )
-    rules = ("fact.number", "fact.risk", "fact.feature", "fact.direction", "fact.rank")
+    rules = (
+        "fact.number",
+        "fact.risk",
+        "fact.feature",
+        "fact.direction",
+        "fact.rank",
+        "fact.unsupported_concept",
+        "fact.qualifier",
+    )
 
     def evaluate(self, case: Resolved, output: Output) -> Score | None:
         s = super().evaluate(case, output)
@@ -517,6 +548,8 @@ def _lineup(ctx: Context | None) -> list[Evaluator]:
         UnsupportedFeatures(ctx),
         UnsupportedDirections(ctx),
         WrongRanks(ctx),
+        UnsupportedConcepts(ctx),
+        WrongQualifiers(ctx),
         UnsupportedClaimRate(ctx),
         Completeness(ctx),
         CitationValidity(ctx),

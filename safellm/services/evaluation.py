@@ -187,13 +187,20 @@ def run_eval(
     guard = service.guard
     policy: Policy = guard.policy
     calib = calibration(suite_path, suite, service, out_dir, stage)
+    # the claim evaluators know the guard's concepts (the MIMIC vocabularies where built), so
+    # `unsupported_concepts` counts what the guard's lexicon would; not its meaning check (the
+    # embedder), which would send every answer's notes to the judge as well
+    concepts = guard.checker.concepts
     note_checker = None
     if calib is not None:
         note_checker = Checker(
             with_thresholds(policy, calib["similarity_threshold"], calib["judge_threshold"]),
             guard.checker.note_support,
+            concepts,
         )
-    ctx = Context(Checker(policy), note_checker, suite.refusal_markers, suite.max_words)
+    ctx = Context(
+        Checker(policy, concepts=concepts), note_checker, suite.refusal_markers, suite.max_words
+    )
     evs = evaluators(ctx)
 
     runs = []

@@ -66,7 +66,7 @@ def test_gate_suite_passes_on_the_fake_model(home: Path, tmp_path: Path) -> None
     out = tmp_path / "gate"
     res = _eval("--suite", str(EVALS / "gate.v1.yaml"), "--model", "fake", "--out", str(out))
     assert res.exit_code == 0, res.output
-    assert "All 10 gates met." in res.output
+    assert "All 11 gates met." in res.output
     report = json.loads((out / "report.json").read_text())
     assert 0.99 <= report["detection_rate"] <= 1 and report["false_flag_rate"] <= 0.02
     (run,) = report["runs"]
