@@ -258,14 +258,18 @@ class UnsupportedClaimRate(_Rule):
         "qualifier.",
         by_family=True,
     )
-    rules = (
-        "fact.number",
-        "fact.risk",
-        "fact.feature",
-        "fact.direction",
-        "fact.rank",
-        "fact.unsupported_concept",
-        "fact.qualifier",
+    # the rules of every claim count above, so that a rule added to one of them is in the rate
+    rules = tuple(
+        rule
+        for count in (
+            UnsupportedNumbers,
+            UnsupportedFeatures,
+            UnsupportedDirections,
+            WrongRanks,
+            UnsupportedConcepts,
+            WrongQualifiers,
+        )
+        for rule in count.rules
     )
 
     def evaluate(self, case: Resolved, output: Output) -> Score | None:
